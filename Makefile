@@ -1,0 +1,34 @@
+# The interface the README, CI and outside checks use.
+PY      ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+PIP     := $(BIN)/python -m pip install --quiet -c requirements/constraints.txt
+STAMP   := $(VENV)/.setup-stamp
+DEMO    ?= /tmp/recsys_hmtl_demo
+
+.PHONY: setup demo test bench clean
+
+setup: $(STAMP)
+
+# Order matters: CPU torch, then the CPU fbgemm, then torchrec without its CUDA-only metadata deps,
+# then torchrec's own needs and the package (pyproject.toml). Re-runs only when the pins change.
+$(STAMP): requirements/constraints.txt pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(PIP) torch fbgemm-gpu-cpu
+	$(PIP) --no-deps torchrec
+	$(PIP) -e '.[test]'
+	touch $(STAMP)
+
+demo: setup
+	$(BIN)/recsys-hmtl demo-data --out $(DEMO)
+	$(BIN)/recsys-hmtl validate --config configs/kuairand_demo.yaml --set data.root=$(DEMO)
+
+test: setup
+	$(BIN)/python -m pytest -q tests
+
+bench: setup
+	$(PIP) -e '.[bench]'
+	$(BIN)/python -m benchmarks
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info

@@ -1,0 +1,184 @@
+"""Run configuration: typed dataclasses loaded from YAML (safe loader) with ``--set k=v`` overrides.
+
+Unknown keys, wrong types and bad values raise :class:`~recsys_hmtl.errors.InputError` naming the
+file and the key (with the closest valid key), which the CLI reports with exit code 2.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .data.config import DataConfig, TaskConfig
+from .errors import InputError, did_you_mean
+
+
+@dataclass
+class ModelConfig:
+    name: str = "mmoe"
+    hparams: dict[str, Any] = field(default_factory=dict)  # SPEC §4 names (embedding_dim, ...)
+
+
+@dataclass
+class StageConfig:
+    name: str = "sum"
+    hparams: dict[str, Any] = field(default_factory=dict)  # SPEC §5 names (alpha, eps0, ...)
+
+
+@dataclass
+class TrainerConfig:
+    max_epochs: int = 1
+    max_steps: int = -1  # -1: no limit
+    batch_size: int = 4096
+    eval_batch_size: int = 16384
+    lr: float = 1e-3
+    sparse_lr: float = 0.05
+    sparse_optimizer: str = "adagrad"  # row-wise adagrad | adam (fused, applied in backward)
+    ckpt_every: int = 200
+    log_every: int = 20
+    max_nonfinite: int = 5  # consecutive non-finite steps before the run stops
+
+
+@dataclass
+class MetricsConfig:
+    port: int = 0  # 0 = no /metrics endpoint
+    addr: str = "127.0.0.1"
+    pushgateway: str | None = None
+
+
+@dataclass
+class RunConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    tasks: list[TaskConfig] = field(default_factory=list)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    stage: StageConfig = field(default_factory=StageConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    seed: int = 2024
+
+    @property
+    def task_names(self) -> list[str]:
+        return [t.name for t in self.tasks]
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def digest(self) -> str:
+        """Stable hash of the whole configuration (checkpoints refuse a different one)."""
+        blob = json.dumps(self.to_dict(), sort_keys=True, default=str).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+
+# Sections whose free-form keys are hyper-parameters: `model: {name: mmoe, expert_dims: [..]}`.
+_FLAT_HPARAMS = {ModelConfig, StageConfig}
+
+
+def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
+    """Read ``path`` (YAML, safe loader), apply ``--set key=value`` overrides, build a RunConfig."""
+    source = str(path) if path is not None else "<defaults>"
+    raw: dict = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise InputError("config file not found", file=source)
+        try:
+            raw = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise InputError(f"not valid YAML ({exc})", file=source) from None
+        if not isinstance(raw, dict):
+            raise InputError("the top level must be a mapping of sections", file=source)
+    for item in overrides:
+        apply_override(raw, item)
+    return from_dict(RunConfig, raw, source)
+
+
+def apply_override(raw: dict, item: str) -> None:
+    """``a.b.c=value``; the value is parsed as YAML (``[128,64]``, ``true``, ``0.5``)."""
+    if "=" not in item:
+        raise InputError(f"--set expects key=value, got '{item}'")
+    key, _, text = item.partition("=")
+    try:
+        value = yaml.safe_load(text) if text != "" else ""
+    except yaml.YAMLError as exc:
+        raise InputError(f"--set {key}: value is not valid YAML ({exc})") from None
+    node = raw
+    parts = key.strip().split(".")
+    for part in parts[:-1]:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            child = node[part] = {}
+        node = child
+    node[parts[-1]] = value
+
+
+def from_dict(cls: type, data: Any, source: str, prefix: str = "") -> Any:
+    """Build dataclass ``cls`` from ``data`` with type checks; errors name ``source`` and the key."""
+    if not isinstance(data, dict):
+        raise InputError(f"expected a mapping, got {type(data).__name__}", file=source, key=prefix or None)
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs: dict[str, Any] = {}
+    extra: dict[str, Any] = {}
+    for key, value in data.items():
+        where = f"{prefix}{key}"
+        if key not in fields:
+            if cls in _FLAT_HPARAMS:
+                extra[key] = value
+                continue
+            raise InputError(f"unknown key; {did_you_mean(key, fields)}", file=source, key=where)
+        kwargs[key] = _convert(hints[key], value, source, where)
+    if extra:
+        kwargs["hparams"] = {**kwargs.get("hparams", {}), **extra}
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:
+        raise InputError(str(exc), file=source, key=prefix.rstrip(".") or None) from None
+
+
+def _convert(tp: Any, value: Any, source: str, where: str) -> Any:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _convert(inner[0], value, source, where)
+    if dataclasses.is_dataclass(tp):
+        if tp is TaskConfig and isinstance(value, str):
+            value = {"name": value}
+        return from_dict(tp, value, source, where + ".")
+    if origin is list:
+        if not isinstance(value, list):
+            raise InputError(f"expected a list, got {value!r}", file=source, key=where)
+        return [_convert(args[0], v, source, f"{where}[{i}]") for i, v in enumerate(value)]
+    if origin is dict or tp is Any:
+        if origin is dict and not isinstance(value, dict):
+            raise InputError(f"expected a mapping, got {value!r}", file=source, key=where)
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise InputError(f"expected true or false, got {value!r}", file=source, key=where)
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise InputError(f"expected an integer, got {value!r}", file=source, key=where)
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise InputError(f"expected a number, got {value!r}", file=source, key=where)
+        return float(value)
+    if tp is str:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return str(value)  # dates such as 20220506 written without quotes
+        if not isinstance(value, str):
+            raise InputError(f"expected a string, got {value!r}", file=source, key=where)
+        return value
+    return value

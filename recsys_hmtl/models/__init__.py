@@ -1,0 +1,1 @@
+"""Multi-task towers on TorchRec embeddings (SPEC §4)."""
