@@ -1,0 +1,357 @@
+"""Reading what a resolved :class:`DataConfig` points at: the logs, concatenated in file order, with
+the side tables left-joined on their keys.
+
+Each file is one Polars lazy scan with an explicit schema (no inference), projected to the columns
+the config needs, collected once so that an error can name the file. A parse failure re-reads the
+needed columns as text to find the first bad row (:func:`~recsys_hmtl.data.schema.coerce`); clean
+files never pay for that. File names are looked up under ``data.root`` and then ``data.root/data``
+(the layout of the KuaiRand tarball and of ``recsys-hmtl demo-data``); a name may be a glob
+(``video_features_statistic_27k_part[123].csv``): the matching files are read as one table.
+
+Missing side rows are left as nulls (the encoder maps them to the missing index) and counted in
+``LoadedData.report["side_tables"]``.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping
+
+import polars as pl
+
+from ..errors import InputError, closest, did_you_mean
+from .config import DataConfig, SideTableConfig, TaskConfig
+from .presets import DatasetPreset, get_preset, resolve
+from .schema import CSV_DTYPE, FileSchema, Kind, Where, check_header, check_no_header, coerce
+
+__all__ = ["LoadedData", "fingerprint", "input_files", "load", "resolve"]
+
+SEARCH = (".", "data")  # under data.root: the folder itself, then its data/ (KuaiRand tarball layout)
+PARQUET_SUFFIXES = (".parquet", ".pq")
+MATCHED = "__recsys_hmtl_matched"
+# A column needed in several roles takes the kind of the first role listed here.
+ROLE_ORDER = ("label", "key", "date", "number", "id", "text")
+
+
+@dataclass
+class LoadedData:
+    frame: pl.DataFrame  # logs in file order, needed columns only, side tables joined, typed
+    report: dict = field(default_factory=dict)  # files, rows, side_tables, columns, missing_values
+
+
+@dataclass(frozen=True)
+class _Table:
+    """One file and how to read it."""
+
+    path: Path
+    format: str  # csv | parquet
+    separator: str
+    has_header: bool
+    columns: tuple[str, ...]  # names of a header-less file
+    schema: FileSchema
+    aliases: Mapping[str, str]
+    dataset: str
+
+    def names(self) -> list[str]:
+        """Column names (aliases applied), after the header checks."""
+        if self.format == "parquet":
+            try:
+                names = pl.scan_parquet(self.path).collect_schema().names()
+            except (pl.exceptions.PolarsError, OSError) as exc:
+                raise InputError(f"not a readable Parquet file ({_first_line(exc)})",
+                                 file=str(self.path)) from None
+            return [self.aliases.get(n, n) for n in names]
+        first = self._first_line()
+        if not self.has_header:
+            check_no_header(self.path, first, list(self.columns), self.aliases, self.dataset, self.separator,
+                            numeric=bool(self.schema.kinds))
+            return list(self.columns)
+        check_header(self.path, first, self.dataset, self.separator)
+        return [self.aliases.get(n, n) for n in first]
+
+    def read(self, names: list[str], kinds: dict[str, Kind], keys: set[str]) -> pl.DataFrame:
+        """The ``kinds`` columns, typed and checked (:func:`coerce`)."""
+        where = Where(self.path, None if self.format == "parquet" else self.has_header)
+        if self.format == "parquet":
+            renames = {raw: name for raw, name in zip(self._raw_names(), names) if raw != name}
+            frame = _collect(pl.scan_parquet(self.path).rename(renames).select(list(kinds)), self.path)
+        else:
+            schema = {n: CSV_DTYPE[kinds[n]] if n in kinds else pl.String() for n in names}
+            try:
+                frame = self._scan(schema).select(list(kinds)).collect()
+            except pl.exceptions.PolarsError:  # locate the bad value on the slow path
+                text = {n: pl.String() for n in names}
+                frame = _collect(self._scan(text).select(list(kinds)), self.path)
+        if frame.height == 0:
+            raise InputError("no data rows" + (" after the header" if where.has_header else ""),
+                             file=str(self.path))
+        return coerce(frame, kinds, keys, where)
+
+    def _first_line(self) -> list[str]:
+        """The fields of line 1 as written (Polars would rename repeated header names; and reading one
+        line with Polars maps the whole file)."""
+        with open(self.path, "rb") as fh:
+            head = fh.readline(1 << 20)
+        try:
+            text = head.decode("utf-8-sig").rstrip("\r\n")
+        except UnicodeDecodeError:
+            raise InputError("line 1 is not UTF-8 text: not a CSV file?", file=str(self.path)) from None
+        if not text.strip():
+            raise InputError("the file is empty" if not head else "line 1 is blank", file=str(self.path))
+        return [f.strip() for f in next(csv.reader([text], delimiter=self.separator))]
+
+    def _scan(self, schema: dict) -> pl.LazyFrame:
+        return pl.scan_csv(self.path, separator=self.separator, has_header=self.has_header, schema=schema,
+                           null_values=list(self.schema.null_values) or None)
+
+    def _raw_names(self) -> list[str]:
+        return pl.scan_parquet(self.path).collect_schema().names()
+
+
+def _collect(frame: pl.LazyFrame, path: Path) -> pl.DataFrame:
+    try:
+        return frame.collect()
+    except pl.exceptions.PolarsError as exc:
+        raise InputError(f"cannot be read ({_first_line(exc)})", file=str(path)) from None
+
+
+def _first_line(exc: Exception) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+# --- files ----------------------------------------------------------------------------------------
+def input_files(cfg: DataConfig) -> list[Path]:
+    """Every file the resolved config reads (logs, then side tables), absolute; InputError if missing."""
+    paths = [p for name in cfg.files for p in _locate(cfg, name, "log file")]
+    return paths + [p for side in cfg.side_tables for p in _locate(cfg, side.file, "side table")]
+
+
+def fingerprint(cfg: DataConfig) -> list[dict]:
+    """Name, size and modification time of every input file (a cache key; stat only)."""
+    out = []
+    for path in input_files(cfg):
+        stat = path.stat()
+        out.append({"path": str(path), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns})
+    return out
+
+
+def _root(cfg: DataConfig) -> Path:
+    return Path(cfg.root).expanduser().absolute()
+
+
+def _locate(cfg: DataConfig, name: str, what: str) -> list[Path]:
+    given = Path(name).expanduser()
+    candidates = [given] if given.is_absolute() else [_root(cfg) / sub / given for sub in SEARCH]
+    for path in candidates:
+        if any(ch in path.name for ch in "*?["):
+            found = sorted(p for p in path.parent.glob(path.name) if p.is_file())
+            if found:
+                return found
+        elif path.is_file():
+            return [path]
+    raise _missing(cfg, candidates[0], what, candidates[1:])
+
+
+def _missing(cfg: DataConfig, path: Path, what: str, also: list[Path]) -> InputError:
+    preset = f"dataset {cfg.dataset}" + (f", variant {cfg.variant}" if cfg.dataset == "kuairand" else "")
+    looked = f" under data.root; also looked in {', '.join(str(p.parent) for p in also)}" if also else ""
+    hint = "set data.root to the folder holding the files, or data.files / data.variant"
+    if path.parent.is_dir():
+        nearest = closest(path.name, [p.name for p in path.parent.iterdir() if p.is_file()])
+        if nearest:
+            hint = f"did you mean '{nearest}'? ({hint})"
+    elif not _root(cfg).is_dir():
+        hint = f"data.root '{_root(cfg)}' does not exist; {hint}"
+    return InputError(f"{what} not found ({preset} expects '{path.name}'{looked})",
+                      file=str(path), hint=hint)
+
+
+def _tables(cfg: DataConfig, preset: DatasetPreset, name: str, what: str, *, log: bool,
+            separator: str | None = None) -> list[_Table]:
+    out = []
+    for path in _locate(cfg, name, what):
+        fmt = "parquet" if path.suffix.lower() in PARQUET_SUFFIXES else cfg.format
+        out.append(_Table(
+            path=path, format=fmt, separator=separator or cfg.separator or ",",
+            has_header=bool(cfg.has_header) if log else True, columns=tuple(cfg.columns) if log else (),
+            schema=preset.schema_for(path, log=log), aliases=preset.aliases, dataset=preset.title,
+        ))
+    return out
+
+
+# --- loading --------------------------------------------------------------------------------------
+def load(cfg: DataConfig, tasks: list[TaskConfig]) -> LoadedData:
+    """Read, check, type and join everything ``cfg`` (already resolved) names for ``tasks``."""
+    preset = get_preset(cfg.dataset)
+    logs = [t for name in cfg.files for t in _tables(cfg, preset, name, "log file", log=True)]
+    sides = [(side, _tables(cfg, preset, side.file, "side table", log=False, separator=side.separator))
+             for side in cfg.side_tables]
+    needed = _needed(cfg, tasks, preset)
+    log_names = [t.names() for t in logs]
+    side_names = [parts[0].names() for _, parts in sides]
+    owner = _assign(needed, logs[0].path, log_names[0], sides, side_names)
+
+    log_columns = [c for c in needed if owner[c] == -1]
+    keys = {c for c in log_columns if "key" in needed[c][0]}
+    frames, files = [], {}
+    for table, names in zip(logs, log_names):
+        _require(table.path, names, log_columns, needed)
+        frame = table.read(names, {c: _kind(needed[c][0], table.schema, c) for c in log_columns}, keys)
+        files[str(table.path)] = frame.height
+        frames.append(frame)
+    frame = pl.concat(frames, how="vertical_relaxed")
+
+    side_report, joined = {}, frame.lazy()
+    for index, ((side, parts), names) in enumerate(zip(sides, side_names)):
+        columns = [c for c in needed if owner[c] == index]
+        side_report[side.file] = {"paths": [str(p.path) for p in parts], "key": side.key, "columns": columns,
+                                  "used": bool(columns), "rows": None, "matched": None, "missing": None}
+        if columns:
+            table = _read_side(side, parts, names, columns, needed)
+            side_report[side.file]["rows"] = table.height
+            joined = _left_join(joined, table, side.key, f"{MATCHED}{index}")
+    frame = joined.collect()  # all joins in one plan
+    markers = [c for c in frame.columns if c.startswith(MATCHED)]
+    if markers:
+        matched = frame.select(pl.col(m).is_not_null().sum() for m in markers).row(0)
+        for marker, count in zip(markers, matched):
+            entry = side_report[sides[int(marker[len(MATCHED):])][0].file]
+            entry["matched"], entry["missing"] = int(count), frame.height - int(count)
+        frame = frame.drop(markers)
+    nulls = frame.null_count().row(0, named=True)
+    report = {
+        "dataset": cfg.dataset, "variant": cfg.variant, "rows": frame.height, "files": files,
+        "side_tables": side_report, "columns": {n: str(t) for n, t in frame.schema.items()},
+        "missing_values": {n: v for n, v in nulls.items() if v},
+    }
+    return LoadedData(frame=frame, report=report)
+
+
+Needs = dict[str, tuple[set[str], list[str]]]  # column -> (roles, what uses it)
+
+
+def _needed(cfg: DataConfig, tasks: list[TaskConfig], preset: DatasetPreset) -> Needs:
+    """Every column to read: its roles and what uses it (for messages), in a stable order."""
+    needed: Needs = {}
+
+    def need(column: str, role: str, use: str) -> None:
+        roles, uses = needed.setdefault(column, (set(), []))
+        roles.add(role)
+        uses.append(use)
+
+    need(cfg.user_column, "key", "data.user_column")
+    for side in cfg.side_tables:
+        need(side.key, "key", f"the join key of {side.file}")
+    if cfg.split.kind == "date":
+        need(cfg.split.column, "date", "the date split (data.split.column)")
+    for task in tasks:
+        need(task.label_column, "label", f"task '{task.name}'")
+    for sparse in cfg.sparse:
+        for column in sparse.source_columns:
+            need(column, "text" if sparse.separator is not None else "id", f"sparse feature '{sparse.name}'")
+    for dense in cfg.dense:
+        need(dense.source_column, "number", f"dense feature '{dense.name}'")
+    for column in preset.id_columns:
+        if column in needed:
+            needed[column][0].add("key")
+    return needed
+
+
+def _kind(roles: set[str], schema: FileSchema, column: str) -> Kind:
+    role = min(roles, key=ROLE_ORDER.index)
+    if role == "label":
+        return Kind.LABEL
+    if role == "number":
+        return Kind.FLOAT
+    if role == "text":
+        return Kind.STR
+    default = Kind.DATE if role == "date" else Kind.AUTO
+    return schema.kinds.get(column, default)
+
+
+def _assign(needed: Needs, log_path: Path, log_names: list[str], sides: list,
+            side_names: list[list[str]]) -> dict[str, int]:
+    """Which table provides each column: -1 = the logs, i = side table i (the first that has it)."""
+    owner = {}
+    side_keys = {side.key for side, _ in sides}
+    for column, (_, uses) in needed.items():
+        if column in log_names:
+            owner[column] = -1
+            continue
+        found = [i for i, names in enumerate(side_names) if column in names and column not in side_keys]
+        if found:
+            owner[column] = found[0]
+            continue
+        everything = log_names + [n for names in side_names for n in names]
+        searched = [str(log_path)] + [str(parts[0].path) for _, parts in sides]
+        raise InputError(
+            f"no column '{column}' (needed by {', '.join(dict.fromkeys(uses))})",
+            file=str(log_path), column=column,
+            hint=f"{_names_hint(column, log_names if len(log_names) == 1 else everything)} "
+                 f"Searched: {', '.join(searched)}",
+        )
+    return owner
+
+
+def _require(path: Path, names: list[str], columns: list[str], needed: Needs) -> None:
+    for column in columns:
+        if column not in names:
+            uses = ", ".join(dict.fromkeys(needed[column][1])) if column in needed else "the join"
+            raise InputError(f"no column '{column}' (needed by {uses})", file=str(path), column=column,
+                             hint=_names_hint(column, names))
+
+
+def _names_hint(column: str, names: list[str]) -> str:
+    """'did you mean ...?', or the separator the header seems to use when it came out as one name."""
+    if len(names) == 1:
+        for sep, label in (("\t", "a tab"), (",", "','"), (";", "';'"), ("|", "'|'")):
+            if sep in names[0]:
+                return f"the header is a single name; the file seems separated by {label}: set data.separator."
+    return did_you_mean(column, set(names))
+
+
+def _read_side(side: SideTableConfig, parts: list[_Table], names: list[str], columns: list[str],
+               needed: Needs) -> pl.DataFrame:
+    frames = []
+    for i, part in enumerate(parts):
+        part_names = names if i == 0 else part.names()
+        _require(part.path, part_names, [side.key, *columns], needed)
+        kinds = {side.key: part.schema.kinds.get(side.key, Kind.AUTO),
+                 **{c: _kind(needed[c][0] - {"key"} or {"id"}, part.schema, c) for c in columns}}
+        frames.append(part.read(part_names, kinds, {side.key}))
+    table = pl.concat(frames, how="vertical_relaxed")
+    duplicated = table.get_column(side.key).is_duplicated()
+    if duplicated.any():
+        first = int(duplicated.arg_max())
+        value = table.get_column(side.key)[first]
+        again = int((table.get_column(side.key) == value).arg_true()[1])
+        (part, index), (other, index2) = _locate_row(parts, frames, first), _locate_row(parts, frames, again)
+        where = f"row {index2 + 1}" + ("" if other is part else f" of {other.path}")
+        raise Where(part.path, None if part.format == "parquet" else True).row_error(
+            side.key, index, f"key {value!r} appears again in {where}; a side table has one row per key")
+    return table
+
+
+def _locate_row(parts: list[_Table], frames: list[pl.DataFrame], index: int) -> tuple[_Table, int]:
+    """The file of a multi-file table that holds row ``index`` of the concatenation, and the row in it."""
+    for part, frame in zip(parts, frames):
+        if index < frame.height:
+            return part, index
+        index -= frame.height
+    raise IndexError(index)
+
+
+def _left_join(frame: pl.LazyFrame, table: pl.DataFrame, key: str, marker: str) -> pl.LazyFrame:
+    """``frame`` LEFT JOIN ``table`` on ``key``, row order kept; ``marker`` is null where no side row."""
+    left, right = frame.collect_schema()[key], table.schema[key]
+    if left != right:  # e.g. ids read as integers in the log and as text in a custom side file
+        cast = table.get_column(key).cast(left, strict=False)
+        if cast.null_count() == table.get_column(key).null_count():
+            table = table.with_columns(cast)
+        else:
+            frame = frame.with_columns(pl.col(key).cast(pl.String))
+            table = table.with_columns(pl.col(key).cast(pl.String))
+    side = table.lazy().with_columns(pl.lit(True).alias(marker))
+    return frame.join(side, on=key, how="left", maintain_order="left")

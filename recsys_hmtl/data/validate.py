@@ -1,0 +1,68 @@
+"""``recsys-hmtl validate --config CFG``: prepare the data a config points at and summarise it.
+
+Bad input raises :class:`~recsys_hmtl.errors.InputError` (the CLI prints it and exits with 2); good
+input is encoded and cached like a training run would, so a later run starts from the cache.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .pipeline import PreparedData, prepare
+from .split import SPLITS
+
+if TYPE_CHECKING:
+    from ..config import RunConfig
+
+
+def validate(run_cfg: "RunConfig") -> str:
+    """Rows per split, positive rate per task, vocabulary sizes, side-feature coverage, cache hit/miss."""
+    return summary(prepare(run_cfg.data, run_cfg.tasks))
+
+
+def summary(prepared: PreparedData) -> str:
+    """The printable summary of :func:`validate`."""
+    report = prepared.report
+    lines = [f"dataset: {report.get('dataset')} ({report.get('variant')})", "input files:"]
+    lines += [f"  {path}: {rows:,} rows" for path, rows in report.get("files", {}).items()]
+    lines.append(_split_line(report.get("split", {})))
+    lines.append("rows: " + ", ".join(f"{name} {report['rows'][name]:,}" for name in SPLITS))
+
+    width = max(len(t) for t in [*prepared.tasks, "task"])
+    lines.append("positive rate per task, in priority order:")
+    lines.append(f"  {'task':<{width}}" + "".join(f"{name:>20}" for name in SPLITS))
+    for task in prepared.tasks:
+        cells = [report["tasks"][task][name] for name in SPLITS]
+        lines.append(f"  {task:<{width}}" + "".join(f"{c['rate']:>9.2%} ({c['positives']:>8,})" for c in cells))
+
+    unseen = report.get("missing_or_unseen", {})
+    vocabulary = report.get("vocabulary", {})
+    width = max([len(n) for n in vocabulary] + [7])
+    lines.append("sparse features (indices incl. 0 = missing/unseen and 1 = rare):")
+    lines.append(f"  {'feature':<{width}}{'indices':>12}{'rare ids':>10}  missing or unseen in val / test")
+    for name, v in vocabulary.items():
+        shares = unseen.get(name)
+        share = f"{shares['val']:.1%} / {shares['test']:.1%}" if shares else "(multi-valued)"
+        lines.append(f"  {name:<{width}}{v['num_embeddings']:>12,}{v.get('rare_ids', 0):>10,}  {share}")
+    dense = [f"{name} ({stats['transform']})" for name, stats in report.get("dense", {}).items()]
+    if dense:
+        lines.append("dense features: " + ", ".join(dense))
+
+    sides = report.get("side_tables", {})
+    if sides:
+        lines.append("side tables (share of log rows with a side row):")
+    for file, side in sides.items():
+        if not side.get("used"):
+            lines.append(f"  {file}: not used by the configured features")
+        else:
+            lines.append(f"  {file}: {side['coverage']:.2%} ({side['matched']:,} matched, "
+                         f"{side['missing']:,} without a side row; {side['rows']:,} side rows)")
+    lines.append(f"cache: {report.get('cache')}")
+    return "\n".join(lines)
+
+
+def _split_line(split: dict) -> str:
+    if split.get("kind") == "date":
+        return (f"split: by {split['column']}: val from {split['val_start']}, test from {split['test_start']} "
+                f"(dates {split['first_date']}..{split['last_date']})")
+    return f"split: random {'/'.join(f'{f:g}' for f in split['fractions'])} with seed {split['seed']}"
