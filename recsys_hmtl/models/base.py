@@ -1,0 +1,125 @@
+"""The base class of every tower and the value its ``forward`` returns.
+
+Contract for the training step (SPEC §4):
+
+* ``model(batch)`` returns a :class:`MultiTaskOutput`: a ``dict`` ``{task: logit [B]}`` in task
+  priority order, plus ``.stacked`` (the same logits as one ``[T, B]`` tensor; the dict values are
+  its rows) and ``.shared`` (the shared representation, below).
+* Per-task loss: ``binary_cross_entropy_with_logits(outputs[task], labels[:, t])`` for EVERY tower.
+  ESMM (``chained_probabilities = True``) returns logit(p_k) of the chained products
+  p_k = p_{k-1}·σ(z_k), so that same BCE is the ESMM loss on the products; σ(output) is p_k.
+* ``model.auxiliary_losses(outputs, labels)``: extra terms the training step adds to the combined
+  objective with weight 1 (already scaled), e.g. AITM's ``{"calibrator": α·Σ_k mean(max(p_k −
+  p_{k−1}, 0))}``; empty for the other towers. They are not task losses, so loss stages never
+  re-weight them. Call it on the unwrapped model (``dmp.module``) under DMP.
+* ``outputs.shared``: a tensor every task's logit depends on and that depends only on shared
+  parameters (embeddings and, where the tower has them, shared dense layers): the target of
+  rep-grad gradient stages (``torch.autograd.grad(loss_t, outputs.shared)``). Which tensor it is
+  for each tower is in the tower's docstring: the embedding concat for MMoE/PLE/ESMM/AITM, the
+  shared-embedding concat for STEM, the bottom output for SharedBottom, the mixture for OMoE.
+* ``model.shared_parameters()``: the dense parameters every task depends on (parameter-gradient
+  mode); embedding tables are excluded (under DMP the fused sparse optimizer updates them in
+  backward and they are not plain parameters).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar, Mapping, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from ..data.batch import Batch
+from ..data.spec import FeatureSpec
+from ..errors import InputError
+from .embeddings import FeatureEmbedding
+
+
+@dataclass(frozen=True)
+class ModelParams:
+    """Hyper-parameters every tower has (SPEC §4 names); towers subclass it with their own."""
+
+    # Layer-size lists that must have at least one entry (the others may be empty).
+    NON_EMPTY: ClassVar[tuple[str, ...]] = ()
+
+    embedding_dim: int = 16
+    dropout: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.dropout < 1.0:
+            raise InputError(f"dropout must be in [0, 1), got {self.dropout}", key="model.dropout")
+        for name in self.NON_EMPTY:
+            if not getattr(self, name):
+                raise InputError("needs at least one layer size", key=f"model.{name}")
+
+
+class MultiTaskOutput(dict):
+    """``{task: logit [B]}`` in priority order, with ``stacked [T, B]`` and ``shared`` attached."""
+
+    def __init__(self, tasks: Sequence[str], stacked: Tensor, shared: Tensor) -> None:
+        # Indexing (not unbind/zip) keeps forward FX-traceable for TorchRec's train pipelines.
+        super().__init__((task, stacked[t]) for t, task in enumerate(tasks))
+        self.stacked = stacked
+        self.shared = shared
+
+
+class MultiTaskModel(nn.Module):
+    """A multi-task tower: embeddings (TorchRec EBC) + plain dense ``nn.Module`` parts."""
+
+    name: ClassVar[str] = ""
+    Params: ClassVar[type[ModelParams]] = ModelParams
+    # True for ESMM: the logits are those of chained products (σ(output_k) = Π_{j≤k} σ(z_j)).
+    chained_probabilities: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        features: FeatureSpec,
+        tasks: Sequence[str],
+        params: ModelParams,
+        *,
+        embedding_device: torch.device | str | None = None,
+    ) -> None:
+        super().__init__()
+        tasks = tuple(tasks)
+        if not tasks:
+            raise InputError("a model needs at least one task", key="tasks")
+        if len(set(tasks)) != len(tasks):
+            raise InputError(f"duplicate task names in {list(tasks)}", key="tasks")
+        self.features = features
+        self.tasks: tuple[str, ...] = tasks
+        self.params = params
+        self.embedding_device = embedding_device
+
+    def feature_embedding(self, table_prefix: str = "") -> FeatureEmbedding:
+        """The TorchRec embeddings of this model's features (``[B, F*dim + D]``)."""
+        return FeatureEmbedding(
+            self.features,
+            self.params.embedding_dim,
+            table_prefix=table_prefix,
+            device=self.embedding_device,
+        )
+
+    @property
+    def num_tasks(self) -> int:
+        return len(self.tasks)
+
+    def forward(self, batch: Batch) -> MultiTaskOutput:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def auxiliary_losses(
+        self, outputs: Mapping[str, Tensor], labels: Tensor
+    ) -> dict[str, Tensor]:
+        """Extra scalar loss terms (already weighted) the training step adds; none by default."""
+        return {}
+
+    def shared_modules(self) -> list[nn.Module]:
+        """Dense modules every task depends on; towers override it."""
+        return []
+
+    def shared_parameters(self) -> list[nn.Parameter]:
+        return [p for module in self.shared_modules() for p in module.parameters()]
+
+    def output(self, logits: Tensor, shared: Tensor) -> MultiTaskOutput:
+        """Wrap ``[T, B]`` logits (priority order) and the shared representation."""
+        return MultiTaskOutput(self.tasks, logits, shared)
