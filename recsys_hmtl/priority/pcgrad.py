@@ -1,0 +1,67 @@
+"""PCGrad (Yu et al., NeurIPS 2020, Algorithm 1): each task gradient, in its own random order of
+the other tasks, drops its component along every task gradient it conflicts with,
+g_i ← g_i − (g_i·g_j / ‖g_j‖²) g_j if g_i·g_j < 0, and the projected gradients are summed
+(``reduction="sum"``, the paper) or averaged.
+
+Projected gradients stay in the span of the originals, so each is tracked as a coefficient row
+over ``G`` and the projections need only the Gram matrix: row i of ``C`` holds g_i^PC = C_i G, and
+g_i^PC·g_j = (C Gram)_ij. The K sequences are advanced together, one projection per task per step.
+The random orders come from a seeded generator whose state is a buffer (``rng_state``), so a
+``state_dict`` round trip continues the same sequence.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import Tensor
+
+from ._hparams import choose
+from .registry import register_stage
+from .task_grads import GradientStage
+
+# reduction -> factor applied to the sum of the projected gradients, given K
+REDUCTIONS = {"sum": lambda k: 1.0, "mean": lambda k: 1.0 / k}
+
+
+@register_stage("pcgrad")
+class PCGradStage(GradientStage):
+    """Task-specific parameters get ∂L_i/∂θ_i (weight 1 for ``sum``, 1/K for ``mean``)."""
+
+    def __init__(self, tasks: Sequence[str], reduction: str = "sum", seed: int = 0) -> None:
+        super().__init__(tasks)
+        self.reduction = reduction
+        self._scale = choose(self.name, "reduction", reduction, REDUCTIONS)(self.num_tasks)
+        state = torch.Generator().manual_seed(int(seed)).get_state()
+        self.register_buffer("rng_state", state)
+
+    def _orders(self) -> Tensor:
+        """[K, K]: row i is task i's random order over all tasks (itself included, a no-op)."""
+        gen = torch.Generator()
+        gen.set_state(self.rng_state.cpu())
+        orders = torch.rand(self.num_tasks, self.num_tasks, generator=gen).argsort(dim=1)
+        self.rng_state.copy_(gen.get_state())
+        return orders
+
+    def combine(self, gram: Tensor, losses: Tensor) -> Tensor:
+        k = self.num_tasks
+        rows = torch.arange(k)
+        orders = self._orders()
+        coef = torch.eye(k, dtype=gram.dtype)
+        sq_norms = gram.diagonal().clamp_min(1e-300)
+        projections = 0
+        for step in range(k):
+            j = orders[:, step]
+            dots = (coef @ gram)[rows, j]
+            conflict = dots < 0
+            coef[rows, j] -= torch.where(conflict, dots / sq_norms[j], torch.zeros_like(dots))
+            projections += int(conflict.sum())
+        self._diagnostics["projections"] = float(projections)
+        return coef.sum(0) * self._scale
+
+    def head_weights(self, coeffs: Tensor) -> Tensor:
+        return torch.full_like(coeffs, self._scale)
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, reduction={self.reduction!r}"

@@ -1,0 +1,212 @@
+"""Per-task gradients, their Gram matrix, and the single backward of a combined direction.
+
+Every gradient stage (MGDA, PCGrad, CAGrad, IMTL-G, GetMTL, GradNorm, Nash-MTL, FairGrad)
+returns a direction that is a linear combination ``d = Σ_i c_i g_i = cᵀG`` of the per-task
+gradients ``g_i`` (rows of the K x D matrix ``G``), with coefficients ``c`` computed from the
+K x K Gram matrix ``G Gᵀ`` (and the losses). :class:`GradientStage` does the part they share:
+
+1. ``g_i = ∂L_i/∂shared`` by ``torch.autograd.grad`` (``retain_graph=True``): no ``.grad`` is
+   written and no node upstream of ``shared`` runs, so TorchRec's fused embedding optimizer, which
+   updates rows inside the lookup's backward, is not triggered;
+2. under ``torch.distributed`` every rank combines the same global gradients: in parameter mode
+   the K x D matrix is averaged over ranks (DDP averages gradients); in rep-grad mode the rows of
+   the representation are rank-local samples of one global batch, so the Gram matrix is summed and
+   divided by R² (each rank's loss is a mean over its own samples);
+3. ``c = stage.combine(gram, losses)``;
+4. exactly ONE backward pass: of ``Σ_i h_i L_i`` (``h`` the stage's head weights: task-specific
+   parameters get ``h_i ∂L_i/∂θ_i``; 1 for PCGrad/CAGrad/IMTL-G/GetMTL as in their reference
+   code, ``c`` for MGDA/GradNorm/Nash-MTL/FairGrad, which scale the losses themselves), with
+
+   * rep-grad (``shared`` is the shared representation, non-leaf tensors): the representation is a
+     second root of the same backward with gradient ``(c − h)ᵀG``, so it receives
+     ``hᵀG + (c − h)ᵀG = d`` and the trunk below it is back-propagated once, with ``d``;
+   * parameters (``shared`` are leaf parameters): after the backward their ``.grad`` is set to
+     (the gradient they held before) + ``d`` (the rank-averaged ``d`` under DDP).
+
+Parameters upstream of a representation (embeddings, the trunk) receive the combination;
+parameters upstream of listed shared parameters (embeddings below a dense trunk) receive the
+gradient of ``Σ h_i L_i``.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar, Iterable, Mapping, Sequence
+
+import torch
+import torch.distributed as dist
+from torch import Tensor
+
+from .base import LossStage
+
+
+def _world_size() -> int:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_world_size()
+    return 1
+
+
+def shared_tensors(
+    shared: Tensor | Iterable[Tensor] | None, stage: str
+) -> tuple[list[Tensor], bool]:
+    """The tensors of ``shared`` and whether they are a representation (rep-grad mode).
+
+    Leaf tensors (parameters) select parameter mode; non-leaf tensors (activations) rep-grad mode.
+    """
+    if shared is None:
+        raise ValueError(
+            f"stage '{stage}' combines per-task gradients: call backward(losses, shared=...) with "
+            "the shared parameters or the shared representation tensor"
+        )
+    items = [shared] if torch.is_tensor(shared) else list(shared)
+    if not items or not all(torch.is_tensor(t) for t in items):
+        raise ValueError(f"stage '{stage}': shared must be a tensor or a non-empty list of tensors")
+    if not all(t.requires_grad for t in items):
+        raise ValueError(f"stage '{stage}': every shared tensor must require grad")
+    leaves = [t.is_leaf for t in items]
+    if any(leaves) and not all(leaves):
+        raise ValueError(
+            f"stage '{stage}': shared mixes parameters (leaf tensors) and representation tensors; "
+            "pass either the shared parameters or the shared representation"
+        )
+    unique = list({id(t): t for t in items}.values())
+    return unique, not leaves[0]
+
+
+def task_gradient_matrix(
+    losses: Tensor, tensors: Sequence[Tensor], out: Tensor | None = None
+) -> Tensor:
+    """K x D matrix whose row i is ∂losses[i]/∂tensors, flattened and concatenated (zeros where a
+    loss does not depend on a tensor). The graph is retained for the one later backward.
+
+    ``out`` (reused when its shape, dtype and device fit) saves a fresh K x D allocation per step,
+    whose page faults cost as much as the copies on CPU.
+    """
+    if not losses.requires_grad:
+        raise ValueError("task losses do not require grad: nothing to back-propagate")
+    sizes = [t.numel() for t in tensors]
+    ref = tensors[0]
+    shape = (losses.numel(), sum(sizes))
+    fits = out is not None and (out.shape, out.dtype, out.device) == (shape, ref.dtype, ref.device)
+    matrix = out if fits else torch.empty(shape, dtype=ref.dtype, device=ref.device)
+    for i in range(losses.numel()):
+        grads = torch.autograd.grad(losses[i], tensors, retain_graph=True, allow_unused=True)
+        for row, grad in zip(matrix[i].split(sizes), grads):
+            if grad is None:
+                row.zero_()
+            else:
+                row.view(grad.shape).copy_(grad)  # one strided pass, no reshape copy
+    return matrix
+
+
+def gram_matrix(matrix: Tensor, chunks: int = 64) -> Tensor:
+    """``matrix @ matrix.T`` for a wide K x D matrix, as a batched matmul over column chunks (a
+    single GEMM with a tiny K x K output uses the cores poorly; about 2x faster on CPU)."""
+    k, d = matrix.shape
+    if d < chunks * 1024:
+        return matrix @ matrix.T
+    head = d - d % chunks
+    blocks = matrix[:, :head].reshape(k, chunks, -1).transpose(0, 1)
+    gram = torch.bmm(blocks, blocks.transpose(1, 2)).sum(0)
+    return gram + matrix[:, head:] @ matrix[:, head:].T
+
+
+def global_gram(matrix: Tensor, rep_mode: bool) -> tuple[Tensor, Tensor]:
+    """(matrix, Gram) as every rank must see them (see the module docstring, step 2)."""
+    world = _world_size()
+    if world > 1 and not rep_mode:
+        dist.all_reduce(matrix)
+        matrix = matrix / world
+    gram = gram_matrix(matrix)
+    if world > 1 and rep_mode:
+        dist.all_reduce(gram)
+        gram = gram / world**2
+    return matrix, gram.detach().to("cpu", torch.float64)
+
+
+def backward_combination(
+    losses: Tensor,
+    tensors: Sequence[Tensor],
+    rep_mode: bool,
+    matrix: Tensor,
+    coeffs: Tensor,
+    head_weights: Tensor,
+) -> None:
+    """The single backward pass of the combination (module docstring, step 4)."""
+    c = coeffs.to(matrix)
+    h = head_weights.to(losses)
+    surrogate = (h * losses).sum()
+    sizes = [t.numel() for t in tensors]
+    if rep_mode:
+        delta = c - h.to(matrix)
+        roots, grads = [surrogate], [torch.ones_like(surrogate)]
+        if bool(delta.ne(0).any()):
+            extra = torch.mv(matrix.T, delta).split(sizes)
+            roots += list(tensors)
+            grads += [e.view_as(t).to(t.dtype) for e, t in zip(extra, tensors)]
+        torch.autograd.backward(roots, grads)
+        return
+    before = [None if t.grad is None else t.grad.detach().clone() for t in tensors]
+    surrogate.backward()
+    for t, prior, d in zip(tensors, before, torch.mv(matrix.T, c).split(sizes)):
+        d = d.view_as(t).to(t.dtype)
+        value = d if prior is None else prior + d
+        if t.grad is None:
+            t.grad = value.clone()
+        else:
+            t.grad.copy_(value)
+
+
+class GradientStage(LossStage):
+    """Base of the stages that combine per-task gradients (``needs_task_grads``).
+
+    Subclasses implement :meth:`combine`; ``heads_follow_coeffs`` says whether task-specific
+    parameters are weighted by the coefficients (True) or get their plain ∂L_i/∂θ_i (False).
+    """
+
+    needs_task_grads: ClassVar[bool] = True
+    heads_follow_coeffs: ClassVar[bool] = False
+    # The K x D gradient matrix of the last step, reused as the next step's storage (not state).
+    _workspace: Tensor | None = None
+
+    def combine(self, gram: Tensor, losses: Tensor) -> Tensor:  # pragma: no cover - abstract
+        """Coefficients ``c`` (float64, CPU, shape [K]) of ``d = Σ c_i g_i`` from the float64 Gram
+        matrix and the detached losses."""
+        raise NotImplementedError
+
+    def head_weights(self, coeffs: Tensor) -> Tensor:
+        """Weights ``h`` of ``Σ h_i L_i`` for the task-specific parameters."""
+        return coeffs if self.heads_follow_coeffs else torch.ones_like(coeffs)
+
+    def backward(self, losses: Mapping[str, Tensor], shared=None) -> Tensor:
+        """Per-task gradients w.r.t. ``shared``, combined, back-propagated once; returns the
+        detached ``Σ c_i L_i`` (its gradient at ``shared`` is the combined direction)."""
+        stacked = self.stack(losses)
+        tensors, rep_mode = shared_tensors(shared, self.name)
+        matrix = task_gradient_matrix(stacked, tensors, out=self._workspace)
+        self._workspace = matrix
+        matrix, gram = global_gram(matrix, rep_mode)
+        finite = torch.isfinite(gram.diagonal())
+        if not bool(finite.all()):
+            task = self.tasks[int((~finite).nonzero()[0])]
+            raise FloatingPointError(f"stage '{self.name}': non-finite gradient for task '{task}'")
+        detached = stacked.detach()
+        coeffs = self.combine(gram, detached.to("cpu", torch.float64))
+        backward_combination(stacked, tensors, rep_mode, matrix, coeffs, self.head_weights(coeffs))
+        self._record_gradient_diagnostics(gram, coeffs)
+        return (coeffs.to(detached) * detached).sum()
+
+    def _record_gradient_diagnostics(self, gram: Tensor, coeffs: Tensor) -> None:
+        """weight/<task> = c_i, grad_norm/<task> = ‖g_i‖, cosine/<task> = cos(g_i, d), and the
+        most negative pairwise cosine between task gradients (``min_pair_cosine``)."""
+        norms = gram.diagonal().clamp_min(0).sqrt()
+        gc = gram @ coeffs
+        d_norm = float(coeffs @ gc) ** 0.5 if float(coeffs @ gc) > 0 else 0.0
+        denom = (norms * d_norm).clamp_min(1e-30)
+        self.record("weight", coeffs)
+        self.record("grad_norm", norms)
+        self.record("cosine", gc / denom)
+        self._diagnostics["direction_norm"] = d_norm
+        if self.num_tasks > 1:
+            cos = gram / torch.outer(norms, norms).clamp_min(1e-30)
+            off = ~torch.eye(self.num_tasks, dtype=torch.bool)
+            self._diagnostics["min_pair_cosine"] = float(cos[off].min())
