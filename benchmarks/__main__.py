@@ -14,7 +14,7 @@ def main() -> int:
     p.add_argument("names", nargs="*", help="bench_<name> modules to run (default: all)")
     p.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
     args = p.parse_args()
-    found = sorted(m.name[len("bench_"):] for m in pkgutil.iter_modules([str(Path(__file__).parent))
+    found = sorted(m.name[len("bench_"):] for m in pkgutil.iter_modules([str(Path(__file__).parent)])
                    if m.name.startswith("bench_"))
     for name in args.names or found:
         if name not in found:
