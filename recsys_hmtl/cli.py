@@ -37,6 +37,21 @@ def _parser() -> argparse.ArgumentParser:
     v = sub.add_parser("validate", help="check the inputs a config points at and print a summary")
     v.add_argument("--config", required=True)
     v.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+
+    t = sub.add_parser("train", help="train a run (resumable; --nproc N for N processes)")
+    t.add_argument("--config", required=True)
+    t.add_argument("--out", required=True, help="run folder: checkpoints, logs, run_summary.json")
+    t.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    t.add_argument("--nproc", type=int, default=1, help="processes (ranks) on this machine")
+    t.add_argument("--resume", action="store_true", help="continue from the run folder's last checkpoint")
+
+    e = sub.add_parser("evaluate", help="exact per-task AUC/GAUC of a run's last checkpoint")
+    e.add_argument("--run", required=True, help="run folder written by train")
+    e.add_argument("--split", default="test", choices=["test", "val"])
+    e.add_argument("--out", default=None, help="report file (default RUN/eval_report.json)")
+
+    c = sub.add_parser("compare", help="seed-style table of runs against the one with stage 'sum'")
+    c.add_argument("runs", nargs="+", metavar="RUN_DIR")
     return p
 
 
@@ -59,10 +74,48 @@ def _validate(args: argparse.Namespace) -> int:
     return 0
 
 
+@command("train")
+def _train(args: argparse.Namespace) -> int:
+    import os
+
+    from .config import load_config
+
+    cfg = load_config(args.config, args.overrides)  # config errors: exit 2 before any process starts
+    if args.nproc < 1:
+        raise InputError(f"--nproc must be at least 1, got {args.nproc}")
+    if args.nproc > 1 and "WORLD_SIZE" not in os.environ:
+        from .data.pipeline import prepare
+        from .training.launch import launch
+
+        prepare(cfg.data, cfg.tasks)  # bad input: exit 2 here; the ranks then read the cache
+        forwarded = ["train", "--config", args.config, "--out", args.out]
+        forwarded += [f"--set={item}" for item in args.overrides] + (["--resume"] if args.resume else [])
+        return launch(args.nproc, (["--debug"] if args.debug else []) + forwarded)
+    from .training.run import train
+
+    summary = train(cfg, args.out, resume=args.resume)
+    if summary:
+        aucs = ", ".join(f"{t} {v['auc']:.4f}" for t, v in summary["val"].items() if v["auc"] is not None)
+        print(f"trained {summary['steps']} steps; val AUC: {aucs}; avg {summary['val_avg_auc']:.4f}")
+    return 0
+
+
+@command("evaluate")
+def _evaluate(args: argparse.Namespace) -> int:
+    from .evaluation.report import report_markdown
+    from .training.evaluate import evaluate_run
+
+    print(report_markdown(evaluate_run(args.run, args.split, args.out)))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    # Our own progress at INFO; the libraries' (TorchRec's planner tables, FBGEMM) only from WARNING.
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         stream=sys.stderr)
+    for name in ("recsys_hmtl", "pytorch_lightning"):
+        logging.getLogger(name).setLevel(logging.INFO)
     try:
         return COMMANDS[args.command](args)
     except InputError as exc:

@@ -148,6 +148,10 @@ class BatchStream:
         return rows // self.batch_size if self.drop_last else -(-rows // self.batch_size)
 
     def __iter__(self) -> Iterator[Batch]:
+        return self.batches()
+
+    def batches(self, start: int = 0) -> Iterator[Batch]:
+        """The batches of the current epoch from batch ``start`` on (resuming mid-epoch)."""
         rows = self.shard()
-        for k in range(len(self)):
+        for k in range(start, len(self)):
             yield self.arrays.batch(rows[k * self.batch_size:(k + 1) * self.batch_size])

@@ -19,6 +19,11 @@ class NonFiniteLossError(FloatingPointError):
 
 
 
+def with_extra(objective: Tensor, extra: Tensor | None) -> Tensor:
+    """``objective + extra`` (``extra`` a scalar tensor or None)."""
+    return objective if extra is None else objective + extra.reshape(())
+
+
 class LossStage(nn.Module):
     """Combines per-task losses, given in priority order (``tasks[0]`` = highest priority).
 
@@ -102,10 +107,15 @@ class LossStage(nn.Module):
             )
         return self.objective(self.stack(losses))
 
-    def backward(self, losses: Mapping[str, Tensor], shared=None) -> Tensor:
-        """Back-propagate the combined loss once; returns the (detached) objective or loss sum."""
+    def backward(
+        self, losses: Mapping[str, Tensor], shared=None, extra: Tensor | None = None
+    ) -> Tensor:
+        """Back-propagate the combined loss once; returns the (detached) objective or loss sum.
+
+        ``extra``: a scalar added to the objective with weight 1 inside the same single backward
+        (auxiliary terms that are not task losses, e.g. AITM's calibrator); never re-weighted."""
         objective = self(losses)
-        objective.backward()
+        with_extra(objective, extra).backward()
         return objective.detach()
 
     def diagnostics(self) -> dict[str, float]:

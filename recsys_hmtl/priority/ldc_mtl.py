@@ -35,7 +35,7 @@ import torch
 from torch import Tensor, nn
 
 from ._hparams import choose, positive, unused
-from .base import LossStage
+from .base import LossStage, with_extra
 from .registry import register_stage
 
 
@@ -159,13 +159,17 @@ class LdcMtlStage(LossStage):
         return self.objective(self.stack(losses), representation)
 
     def backward(
-        self, losses: Mapping[str, Tensor], shared=None, representation: Tensor | None = None
+        self,
+        losses: Mapping[str, Tensor],
+        shared=None,
+        extra: Tensor | None = None,
+        representation: Tensor | None = None,
     ) -> Tensor:
         """One backward into model and router; a tensor ``shared`` is taken as the representation."""
         if representation is None and torch.is_tensor(shared):
             representation = shared
         objective = self(losses, representation=representation)
-        objective.backward()
+        with_extra(objective, extra).backward()
         return objective.detach()
 
     def objective(self, losses: Tensor, representation: Tensor | None = None) -> Tensor:

@@ -36,7 +36,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-from .base import LossStage
+from .base import LossStage, with_extra
 
 
 def _world_size() -> int:
@@ -130,11 +130,13 @@ def backward_combination(
     matrix: Tensor,
     coeffs: Tensor,
     head_weights: Tensor,
+    extra: Tensor | None = None,
 ) -> None:
-    """The single backward pass of the combination (module docstring, step 4)."""
+    """The single backward pass of the combination (module docstring, step 4); ``extra`` (an
+    auxiliary scalar, weight 1) joins the surrogate, so it is back-propagated in the same pass."""
     c = coeffs.to(matrix)
     h = head_weights.to(losses)
-    surrogate = (h * losses).sum()
+    surrogate = with_extra((h * losses).sum(), extra)
     sizes = [t.numel() for t in tensors]
     if rep_mode:
         delta = c - h.to(matrix)
@@ -177,9 +179,12 @@ class GradientStage(LossStage):
         """Weights ``h`` of ``Σ h_i L_i`` for the task-specific parameters."""
         return coeffs if self.heads_follow_coeffs else torch.ones_like(coeffs)
 
-    def backward(self, losses: Mapping[str, Tensor], shared=None) -> Tensor:
+    def backward(
+        self, losses: Mapping[str, Tensor], shared=None, extra: Tensor | None = None
+    ) -> Tensor:
         """Per-task gradients w.r.t. ``shared``, combined, back-propagated once; returns the
-        detached ``Σ c_i L_i`` (its gradient at ``shared`` is the combined direction)."""
+        detached ``Σ c_i L_i`` (its gradient at ``shared`` is the combined direction). ``extra``
+        is added to the single backward unweighted and is not part of the combination."""
         stacked = self.stack(losses)
         tensors, rep_mode = shared_tensors(shared, self.name)
         matrix = task_gradient_matrix(stacked, tensors, out=self._workspace)
@@ -191,7 +196,9 @@ class GradientStage(LossStage):
             raise FloatingPointError(f"stage '{self.name}': non-finite gradient for task '{task}'")
         detached = stacked.detach()
         coeffs = self.combine(gram, detached.to("cpu", torch.float64))
-        backward_combination(stacked, tensors, rep_mode, matrix, coeffs, self.head_weights(coeffs))
+        backward_combination(
+            stacked, tensors, rep_mode, matrix, coeffs, self.head_weights(coeffs), extra
+        )
         self._record_gradient_diagnostics(gram, coeffs)
         return (coeffs.to(detached) * detached).sum()
 

@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 from ._hparams import per_task, positive
-from .base import LossStage, NonFiniteLossError
+from .base import LossStage, NonFiniteLossError, with_extra
 from .registry import register_stage
 
 Constraints = Tensor | Mapping[str, Tensor] | None
@@ -59,10 +59,14 @@ class WcPenaltyStage(LossStage):
         return self.objective(stacked, h)
 
     def backward(
-        self, losses: Mapping[str, Tensor], shared=None, constraints: Constraints = None
+        self,
+        losses: Mapping[str, Tensor],
+        shared=None,
+        extra: Tensor | None = None,
+        constraints: Constraints = None,
     ) -> Tensor:
         objective = self(losses, constraints=constraints)
-        objective.backward()
+        with_extra(objective, extra).backward()
         return objective.detach()
 
     def objective(self, losses: Tensor, constraints: Tensor | None = None) -> Tensor:

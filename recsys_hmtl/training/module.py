@@ -1,0 +1,168 @@
+"""The LightningModule of the main job (SPEC §6): forward, per-task losses, the loss stage, one step.
+
+Lightning owns the loop; this module owns one training step and the state a checkpoint needs.
+Manual optimisation: the loss stage runs the (single) backward, TorchRec's fused optimizer updates
+the embedding rows inside it, then the dense optimizer (dense layers + stage parameters) steps.
+Steps are counted here (``position``), not by ``trainer.global_step``.
+
+A non-finite loss skips the step on every rank (the finite flag is all-reduced first, so no rank
+waits in a collective the others skipped); after ``max_nonfinite`` in a row the run stops with
+:class:`TrainingDiverged` and no checkpoint is written for the bad steps.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from ..data.batch import Batch
+from ..priority import LossStage, NonFiniteLossError
+from .checkpoint import plain_state, restore_into
+from .losses import auxiliary_total, first_nonfinite, task_losses
+from .position import DataPosition
+
+
+class TrainingDiverged(RuntimeError):
+    """Too many consecutive non-finite steps; the last good checkpoint is left as it was."""
+
+
+@dataclass
+class StepRecord:
+    """What the last step did, for callbacks (metrics, logs)."""
+
+    seconds: float = 0.0
+    samples: int = 0
+    losses: dict[str, float] = field(default_factory=dict)
+    diagnostics: dict[str, float] = field(default_factory=dict)
+    nonfinite_task: str | None = None
+
+
+@dataclass
+class Counters:
+    steps: int = 0                 # optimizer steps taken
+    skipped: int = 0               # non-finite steps skipped, in total
+    consecutive_skipped: int = 0
+    samples: int = 0               # global samples of the steps taken
+    step_seconds: float = 0.0      # time inside training steps
+
+
+class MultiTaskTraining(pl.LightningModule):
+    """``dmp``: the DMP-wrapped tower; ``model``: the same tower unwrapped (auxiliary losses)."""
+
+    def __init__(self, dmp: nn.Module, model: nn.Module, stage: LossStage, dense_optimizer: torch.optim.Optimizer,
+                 *, epoch_length: int, max_nonfinite: int, log_every: int, world_size: int = 1) -> None:
+        super().__init__()
+        self.automatic_optimization = False
+        self.dmp, self.stage = dmp, stage
+        self._model = [model]  # not a child: its parameters are the DMP's
+        self.dense_optimizer = dense_optimizer
+        self.tasks = list(stage.tasks)
+        self.epoch_length, self.max_nonfinite, self.log_every = epoch_length, max_nonfinite, log_every
+        self.world_size = world_size
+        self.position = DataPosition()
+        self.counters = Counters()
+        self.last = StepRecord()
+        self.epoch_ended = False
+
+    # ------------------------------------------------------------------------------ Lightning
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return self.dense_optimizer
+
+    def transfer_batch_to_device(self, batch: Batch, device: torch.device, dataloader_idx: int) -> Batch:
+        return batch.to(device)
+
+    def training_step(self, batch: Batch, batch_idx: int) -> None:
+        started = time.perf_counter()
+        outputs = self.dmp(batch)
+        losses = task_losses(outputs, batch.labels, self.tasks)
+        extra = auxiliary_total(self._model[0].auxiliary_losses(outputs, batch.labels))
+        bad = self._agree_nonfinite(first_nonfinite(losses, extra))
+        optimizer = self.optimizers()
+        if bad is None:
+            optimizer.zero_grad(set_to_none=True)
+            try:
+                self.stage.backward(losses, shared=outputs.shared, extra=extra)
+            except (NonFiniteLossError, FloatingPointError) as exc:  # non-finite task gradients
+                bad = getattr(exc, "task", None) or "gradient"
+            else:
+                optimizer.step()
+        seconds = time.perf_counter() - started
+        self._account(batch, losses, bad, seconds)
+        self.epoch_ended = self.position.advance(self.epoch_length)
+        if self.epoch_ended:
+            self.stage.end_epoch()
+
+    # ------------------------------------------------------------------------------- helpers
+    def _agree_nonfinite(self, bad: str | None) -> str | None:
+        """The same skip decision on every rank: skip when any rank saw a non-finite loss."""
+        if self.world_size == 1:
+            return bad
+        flag = torch.tensor([0 if bad is None else 1], dtype=torch.int32)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        return bad or ("another rank" if int(flag) else None)
+
+    def _account(self, batch: Batch, losses: dict, bad: str | None, seconds: float) -> None:
+        c = self.counters
+        values = {t: float(v.detach()) for t, v in losses.items()}
+        self.last = StepRecord(seconds, batch.batch_size * self.world_size, values,
+                               self.stage.diagnostics(), bad)
+        c.step_seconds += seconds
+        if bad is not None:
+            c.skipped += 1
+            c.consecutive_skipped += 1
+            if c.consecutive_skipped >= self.max_nonfinite:
+                raise TrainingDiverged(
+                    f"{c.consecutive_skipped} consecutive steps had a non-finite loss (last: task "
+                    f"'{bad}', at batch {self.position.consumed}); the run stopped and the last good "
+                    "checkpoint is unchanged. Lower trainer.lr or check the input features")
+            return
+        c.steps += 1
+        c.consecutive_skipped = 0
+        c.samples += self.last.samples
+        if c.steps % self.log_every == 0:
+            self._log_losses(values)
+
+    def _log_losses(self, values: dict[str, float]) -> None:
+        """Per-task losses (mean over ranks) and the stage's diagnostics to Lightning's logger."""
+        vector = torch.tensor([values[t] for t in self.tasks], dtype=torch.float64)
+        if self.world_size > 1:
+            dist.all_reduce(vector)
+            vector /= self.world_size
+        logged = {f"loss/{t}": float(v) for t, v in zip(self.tasks, vector)}
+        logged["loss/sum"] = float(vector.sum())
+        logged.update({f"stage/{k}": v for k, v in self.last.diagnostics.items()})
+        self.log_dict(logged, on_step=True, on_epoch=False, batch_size=self.last.samples)
+        self.log("loss", logged["loss/sum"], prog_bar=True, on_step=True, logger=False)
+
+    # ---------------------------------------------------------------------------- checkpoints
+    def checkpoint_payload(self, config_digest: str) -> dict[str, Any]:
+        """This rank's whole state (its shards only), as plain tensors (``weights_only`` loads)."""
+        return {
+            "model": plain_state(self.dmp.state_dict()),
+            "dense_optimizer": plain_state(self.dense_optimizer.state_dict()),
+            "fused_optimizer": plain_state(self.dmp.fused_optimizer.state_dict()["state"]),
+            "stage": plain_state(self.stage.state_dict()),
+            "position": self.position.to_dict(),
+            "counters": vars(self.counters).copy(),
+            "rng": {"torch": torch.get_rng_state(), "python": random.getstate()},
+            "config_digest": config_digest,
+        }
+
+    @torch.no_grad()
+    def restore(self, payload: dict[str, Any]) -> None:
+        """Put this rank back exactly where :meth:`checkpoint_payload` was taken."""
+        restore_into(self.dmp.state_dict(), payload["model"], "model")
+        restore_into(self.dmp.fused_optimizer.state_dict()["state"], payload["fused_optimizer"], "fused_optimizer")
+        self.dense_optimizer.load_state_dict(payload["dense_optimizer"])
+        self.stage.load_state_dict(payload["stage"])
+        self.position = DataPosition(**payload["position"])
+        self.counters = Counters(**payload["counters"])
+        torch.set_rng_state(payload["rng"]["torch"])
+        random.setstate(payload["rng"]["python"])

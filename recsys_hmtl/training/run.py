@@ -1,0 +1,186 @@
+"""``recsys-hmtl train``: one rank of the main job, from a config to a checkpointed, evaluated run.
+
+Every rank runs :func:`train` (torchrun sets RANK/WORLD_SIZE; one process per rank, our own
+process group, no Lightning DDP on top of DMP's). The steps:
+
+1. ``RUN_DIR/config.yaml`` (the resolved config) and the checkpoint store; ``--resume`` continues
+   from ``checkpoints/latest.json`` (a run with nothing to resume starts fresh, so a scheduled
+   ``--resume`` works on the first day too); an existing run without ``--resume`` is refused.
+2. The data (rank 0 encodes and caches first; the others read the cache), the tower on the meta
+   device sharded by DMP with the fused sparse optimizer, the loss stage, the dense optimizer.
+3. Lightning fits the remaining batches; checkpoints every ``trainer.ckpt_every`` and at the end.
+4. Rank 0 scores the validation split from the final checkpoint and writes ``run_summary.json``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import time
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.loggers import CSVLogger
+
+from ..config import RunConfig
+from ..data.pipeline import prepare
+from ..data.sources import fingerprint, resolve
+from ..errors import InputError
+from ..models import build_model
+from .callbacks import PeriodicCheckpoint, PrometheusMetrics
+from .checkpoint import CheckpointStore
+from .evaluate import evaluate_checkpoint
+from .files import write_json, write_run_config
+from .module import MultiTaskTraining
+from .position import RemainingBatches
+from .setup import build_loss_stage, dense_optimizer_for, rank_and_world, run_labels, sharding_config
+from .sharding import ensure_process_group, shard_model
+
+log = logging.getLogger(__name__)
+# Keys that may change between a run and its resumption (schedule and monitoring only).
+RESUMABLE_CHANGES = {"trainer.max_epochs", "trainer.max_steps", "trainer.ckpt_every", "trainer.log_every",
+                     "trainer.eval_batch_size", "metrics.port", "metrics.addr", "metrics.pushgateway"}
+
+
+def resume_digest(cfg: RunConfig) -> dict:
+    """``{section.key: value}`` of the config without the keys a resumed run may change."""
+    flat: dict = {}
+    for section, value in cfg.to_dict().items():
+        if isinstance(value, dict):
+            flat.update({f"{section}.{key}": v for key, v in value.items()})
+        else:
+            flat[section] = value
+    return {k: v for k, v in flat.items() if k not in RESUMABLE_CHANGES}
+
+
+def train(cfg: RunConfig, run_dir: str | Path, resume: bool = False) -> dict:
+    """Train one rank; returns the run summary (rank 0) or ``{}`` (other ranks)."""
+    started = time.perf_counter()
+    run_dir = Path(run_dir)
+    rank, world = rank_and_world()
+    device = torch.device(cfg.trainer.device)
+    store = CheckpointStore(run_dir, rank, world)
+    latest = store.latest()
+    if latest is not None and not resume:
+        raise InputError("the run folder already holds a checkpointed run", file=str(run_dir),
+                         hint="pass --resume to continue it, or choose another --out")
+    if cfg.trainer.batch_size % world:
+        raise InputError(f"must be divisible by the number of processes ({world})", key="trainer.batch_size")
+    pl.seed_everything(cfg.seed, workers=False, verbose=False)
+    random.seed(cfg.seed)
+    group = ensure_process_group(device)
+    if rank == 0:
+        write_run_config(cfg, run_dir)
+
+    prepared = _prepare_in_rank_order(cfg, rank, world)
+    tasks = prepared.tasks
+    per_rank = cfg.trainer.batch_size // world
+    model = build_model(cfg.model.name, prepared.features, tasks, embedding_device="meta", **cfg.model.hparams)
+    dmp = shard_model(model, config=sharding_config(cfg, per_rank), device=device, process_group=group)
+    stage = build_loss_stage(cfg, tasks)
+    stream = prepared.stream("train", per_rank, shuffle=True, seed=cfg.seed, rank=rank, world_size=world)
+    if len(stream) == 0:
+        raise InputError("the training split has fewer rows than processes", key="data.split")
+    module = MultiTaskTraining(dmp, model, stage, dense_optimizer_for(dmp, stage, cfg.trainer.lr),
+                               epoch_length=len(stream), max_nonfinite=cfg.trainer.max_nonfinite,
+                               log_every=cfg.trainer.log_every, world_size=world)
+    digest = resume_digest(cfg)
+    if latest is not None:
+        payload = store.load(latest)
+        _check_same_run(payload, digest, latest)
+        module.restore(payload)
+        log.info("resumed from %s at batch %d (%d steps)", latest["path"], module.position.consumed,
+                 module.counters.steps)
+    samples_before = module.counters.samples
+
+    metrics = _training_metrics(cfg, prepared, tasks, run_dir, rank)
+    checkpoints = PeriodicCheckpoint(store, cfg.trainer.ckpt_every, digest)
+    batches = RemainingBatches(stream, module.position, cfg.trainer.max_epochs, cfg.trainer.max_steps)
+    fit_seconds = 0.0
+    try:
+        if len(batches):
+            fit_started = time.perf_counter()
+            _trainer(cfg, run_dir, rank, [checkpoints] + ([PrometheusMetrics(metrics)] if metrics else [])) \
+                .fit(module, train_dataloaders=batches)
+            fit_seconds = time.perf_counter() - fit_started - checkpoints.seconds
+        else:
+            checkpoints.save(module)  # nothing left to train: make sure the final state is on disk
+        if rank != 0:
+            return {}
+        report = evaluate_checkpoint(run_dir, "val", prepared=prepared)
+        if metrics:
+            metrics.set_auc(split="val", aucs={t: v["auc"] for t, v in report["tasks"].items()})
+        trained = module.counters.samples - samples_before
+        summary = {
+            "config": cfg.to_dict(),
+            "inputs": fingerprint(resolve(cfg.data, cfg.tasks)[0]),
+            "steps": module.counters.steps,
+            "batches": module.position.consumed,
+            "skipped_nonfinite_steps": module.counters.skipped,
+            "world_size": world,
+            "wall_seconds": time.perf_counter() - started,
+            "samples_per_second": trained / fit_seconds if fit_seconds > 0 else None,
+            "val": report["tasks"],
+            "val_avg_auc": report["avg_auc"],
+            "stage_diagnostics": module.stage.diagnostics(),
+            "checkpoint": str(store.latest()["path"]),
+            "data": {"rows": prepared.report["rows"], "cache": prepared.report.get("cache")},
+        }
+        write_json(run_dir / "run_summary.json", summary)
+        return summary
+    finally:
+        if metrics:
+            metrics.close()
+
+
+def _prepare_in_rank_order(cfg: RunConfig, rank: int, world: int):
+    """Rank 0 encodes and writes the cache; the other ranks wait, then read it."""
+    barrier = torch.distributed.barrier if world > 1 else (lambda: None)
+    if rank != 0:
+        barrier()
+    prepared = prepare(cfg.data, cfg.tasks)
+    if rank == 0:
+        barrier()
+    return prepared
+
+
+def _check_same_run(payload: dict, digest: dict, latest: dict) -> None:
+    saved = payload.get("config_digest", {})
+    changed = sorted(k for k in set(saved) | set(digest) if saved.get(k) != digest.get(k))
+    if changed:
+        raise InputError(
+            f"the configuration differs from the checkpointed run's in {changed[:8]}",
+            file=str(latest["path"]),
+            hint="only the schedule (trainer.max_epochs/max_steps/ckpt_every/log_every) and metrics.* "
+                 "may change on --resume; start a new run folder otherwise")
+
+
+def _training_metrics(cfg: RunConfig, prepared, tasks, run_dir: Path, rank: int):
+    """``/metrics`` on ``metrics.addr:metrics.port + rank`` while training runs (port 0 = off)."""
+    if not cfg.metrics.port:
+        return None
+    from ..monitoring import TrainingMetrics
+
+    metrics = TrainingMetrics(run_labels(cfg, run_dir, rank), tasks=tasks)
+    port = metrics.serve(addr=cfg.metrics.addr, port=cfg.metrics.port + rank)
+    log.info("metrics: http://%s:%d/metrics", cfg.metrics.addr, port)
+    return metrics
+
+
+def _trainer(cfg: RunConfig, run_dir: Path, rank: int, callbacks: list) -> pl.Trainer:
+    return pl.Trainer(
+        accelerator="gpu" if cfg.trainer.device.startswith("cuda") else "cpu",
+        devices=1,
+        max_epochs=1,  # one pass over RemainingBatches, which spans the run's epochs
+        logger=CSVLogger(str(run_dir), name="logs", version=f"rank{rank}"),
+        log_every_n_steps=cfg.trainer.log_every,
+        enable_checkpointing=False,  # PeriodicCheckpoint writes sharded, atomic checkpoints
+        enable_progress_bar=rank == 0 and os.environ.get("RECSYS_HMTL_PROGRESS", "1") != "0",
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        limit_val_batches=0,
+        use_distributed_sampler=False,
+        callbacks=callbacks,
+    )

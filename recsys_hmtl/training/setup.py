@@ -1,0 +1,55 @@
+"""The pieces a run is built from, from its config: rank, sharding, loss stage, dense optimizer."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+from torch import nn
+from torchrec.optim.optimizers import in_backward_optimizer_filter
+
+from ..config import RunConfig
+from ..errors import InputError
+from ..priority import LossStage, available_stages, build_stage
+from .sharding import ShardingConfig
+
+
+def rank_and_world() -> tuple[int, int]:
+    """This process's rank and the world size (torchrun's environment; 0 of 1 without it)."""
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+
+
+def sharding_config(cfg: RunConfig, per_rank_batch: int) -> ShardingConfig:
+    return ShardingConfig(optimizer=cfg.trainer.sparse_optimizer, lr=cfg.trainer.sparse_lr,
+                          plan=dict(cfg.trainer.plan), planner_batch_size=per_rank_batch)
+
+
+def build_loss_stage(cfg: RunConfig, tasks: list[str]) -> LossStage:
+    """``build_stage(stage.name, tasks, **stage.<hparams>)``; mistakes become config errors."""
+    if cfg.stage.name not in available_stages():
+        from ..errors import did_you_mean
+
+        raise InputError(f"unknown loss stage '{cfg.stage.name}'", key="stage.name",
+                         hint=did_you_mean(cfg.stage.name, available_stages()))
+    try:
+        return build_stage(cfg.stage.name, tasks=tasks, **cfg.stage.hparams)
+    except (TypeError, ValueError) as exc:
+        raise InputError(str(exc), key=f"stage ({cfg.stage.name})") from None
+
+
+def dense_optimizer_for(dmp: nn.Module, stage: LossStage, lr: float) -> torch.optim.Optimizer:
+    """Adam over every parameter the fused sparse optimizer does not own (dense layers,
+    data-parallel tables) and the stage's own parameters (routers, log-variances), in a fixed
+    order, so its ``state_dict`` restores on resume."""
+    params = [p for _, p in in_backward_optimizer_filter(dmp.named_parameters())]
+    params += [p for p in stage.parameters() if p.requires_grad]
+    return torch.optim.Adam(params, lr=lr)
+
+
+def run_labels(cfg: RunConfig, run_dir: Path, rank: int = 0):
+    """Prometheus labels of this run (``run_id`` = the run folder's name)."""
+    from ..monitoring import RunLabels
+
+    return RunLabels(run_id=Path(run_dir).resolve().name, stage=cfg.stage.name, model=cfg.model.name,
+                     dataset=cfg.data.dataset, rank=rank)
