@@ -9,6 +9,7 @@ import argparse
 import logging
 import sys
 import traceback
+import warnings
 from typing import Callable, Sequence
 
 from .errors import InputError
@@ -109,6 +110,14 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+@command("compare")
+def _compare(args: argparse.Namespace) -> int:
+    from .training.evaluate import compare_run_dirs
+
+    print(compare_run_dirs(args.runs))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     # Our own progress at INFO; the libraries' (TorchRec's planner tables, FBGEMM) only from WARNING.
@@ -116,6 +125,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         stream=sys.stderr)
     for name in ("recsys_hmtl", "pytorch_lightning"):
         logging.getLogger(name).setLevel(logging.INFO)
+    for module in ("torchrec", "torch", "pytorch_lightning", "recsys_hmtl"):  # deprecation chatter
+        warnings.filterwarnings("ignore", category=FutureWarning, module=module)
+        warnings.filterwarnings("ignore", category=DeprecationWarning, module=module)
     try:
         return COMMANDS[args.command](args)
     except InputError as exc:

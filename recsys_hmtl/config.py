@@ -174,6 +174,11 @@ def _convert(tp: Any, value: Any, source: str, where: str) -> Any:
             raise InputError(f"expected an integer, got {value!r}", file=source, key=where)
         return value
     if tp is float:
+        if isinstance(value, str):  # YAML 1.1 reads 1e-3 (no dot) as a string
+            try:
+                value = float(value)
+            except ValueError:
+                pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise InputError(f"expected a number, got {value!r}", file=source, key=where)
         return float(value)

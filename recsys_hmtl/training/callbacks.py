@@ -34,7 +34,9 @@ class PeriodicCheckpoint(pl.Callback):
         log.info("checkpoint: %s (batch %d)", path, consumed)
 
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
-        if self.every > 0 and module.position.consumed % self.every == 0:
+        # Not during a run of non-finite steps: the last checkpoint stays the last good step's.
+        due = self.every > 0 and module.position.consumed % self.every == 0
+        if due and module.counters.consecutive_skipped == 0:
             self.save(module)
 
     def on_train_end(self, trainer, module) -> None:

@@ -8,7 +8,7 @@ every time (no sampling, no approximation: every row of the split is scored once
 
 from __future__ import annotations
 
-import logging
+import json
 from pathlib import Path
 
 import numpy as np
@@ -16,13 +16,14 @@ import torch
 
 from ..data.pipeline import PreparedData, prepare
 from ..errors import InputError
+from ..evaluation.compare import compare_markdown, compare_runs
 from ..evaluation.report import build_report, write_report
 from ..models import build_model
 from .checkpoint import CheckpointStore, assemble_full_state
 from .files import read_run_config
 
-log = logging.getLogger(__name__)
 SPLITS = ("val", "test")
+REPORT_FILE = "eval_report.json"
 
 
 @torch.no_grad()
@@ -61,12 +62,27 @@ def evaluate_checkpoint(run_dir: str | Path, split: str = "test", *,
     return report
 
 
+def compare_run_dirs(run_dirs: list[str | Path]) -> str:
+    """``recsys-hmtl compare``: the seed-style table of the runs' ``eval_report.json`` against the
+    run with stage ``sum`` (Markdown)."""
+    runs = []
+    for run_dir in map(Path, run_dirs):
+        path = run_dir / REPORT_FILE
+        if not path.is_file():
+            raise InputError("no eval_report.json: run `recsys-hmtl evaluate --run` first", file=str(run_dir))
+        cfg = read_run_config(run_dir)
+        runs.append((run_dir.name, cfg.stage.name, json.loads(path.read_text())))
+    try:
+        return compare_markdown(compare_runs(runs))
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+
+
 def evaluate_run(run_dir: str | Path, split: str = "test", out: str | Path | None = None) -> dict:
     """``recsys-hmtl evaluate``: write ``eval_report.json`` (+ ``.md``), push it when configured."""
     run_dir = Path(run_dir)
     report = evaluate_checkpoint(run_dir, split)
-    path = Path(out) if out else run_dir / "eval_report.json"
-    write_report(report, path)
+    write_report(report, Path(out) if out else run_dir / REPORT_FILE)
     cfg = read_run_config(run_dir)
     if cfg.metrics.pushgateway:
         from ..monitoring import push_evaluation
@@ -74,3 +90,19 @@ def evaluate_run(run_dir: str | Path, split: str = "test", out: str | Path | Non
 
         push_evaluation(cfg.metrics.pushgateway, run_labels(cfg, run_dir), report=report)
     return report
+
+
+def compare_run_dirs(run_dirs: list[str | Path]) -> str:
+    """``recsys-hmtl compare``: the seed-style table of the runs' ``eval_report.json`` against the
+    run with stage ``sum`` (Markdown)."""
+    runs = []
+    for run_dir in map(Path, run_dirs):
+        path = run_dir / REPORT_FILE
+        if not path.is_file():
+            raise InputError("no eval_report.json: run `recsys-hmtl evaluate --run` first", file=str(run_dir))
+        cfg = read_run_config(run_dir)
+        runs.append((run_dir.name, cfg.stage.name, json.loads(path.read_text())))
+    try:
+        return compare_markdown(compare_runs(runs))
+    except ValueError as exc:
+        raise InputError(str(exc)) from None

@@ -148,3 +148,27 @@ def test_unknown_hyper_parameter_is_named(name):
 def test_unknown_stage_gets_a_hint():
     with pytest.raises(ValueError, match="did you mean 'scd_vio'"):
         build_stage("scd_vi", tasks=TASKS)
+
+
+@pytest.mark.parametrize("name, hparams", CASES, ids=IDS)
+def test_extra_term_joins_the_single_backward_unweighted(name, hparams):
+    """``backward(losses, shared, extra=a)`` (AITM's calibrator) gives the stage's gradient plus
+    ∂a/∂θ, from one backward pass, and the stage never re-weights ``a``."""
+    stage = build_stage(name, tasks=TASKS, **hparams)
+    model = TinyModel()
+    train_step(stage, model, 0)
+    twin = copy.deepcopy(stage)
+    head = model.heads[0].weight
+
+    def grads(s, with_extra: bool):
+        model.zero_grad()
+        torch.manual_seed(7)  # stochastic stages (RLW) draw the same weights in both calls
+        extra = 3.0 * (head ** 2).sum() if with_extra else None
+        s.backward(model.losses(1), shared=list(model.trunk.parameters()), extra=extra)
+        return [p.grad.clone() for p in model.parameters()]
+
+    plain, with_extra = grads(stage, False), grads(twin, True)
+    expected_head = plain[2] + 6.0 * head.detach()          # parameters: trunk w, trunk b, head0 w, ...
+    assert torch.allclose(with_extra[2], expected_head, atol=1e-6), name
+    for i in (0, 1, 3, 4, 5, 6, 7):
+        assert torch.allclose(with_extra[i], plain[i], atol=1e-6), (name, i)

@@ -1,0 +1,98 @@
+"""Kills lose at most the steps since the last checkpoint, and ``--resume`` ends where an
+uninterrupted run ends (SPEC §6, §11): SIGKILL a training process after a checkpoint, resume it,
+compare with an uninterrupted run of the same seed; non-finite losses stop the run cleanly."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from conftest import ROOT, read_json, run_cli, run_cli_process, train_args
+
+# Long enough that the kill lands mid-run (a step takes a few ms; checkpoints every 5 batches).
+SCHEDULE = ["trainer.max_steps=120", "trainer.max_epochs=10", "stage.name=scd_vio"]
+
+
+def kill_after_first_checkpoint(args: list[str], run_dir) -> int:
+    """Start the CLI, SIGKILL it as soon as a checkpoint is on disk; the checkpointed batch."""
+    env = {**os.environ, "RECSYS_HMTL_PROGRESS": "0", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "recsys_hmtl.cli", *args], cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    pointer = run_dir / "checkpoints" / "latest.json"
+    deadline = time.monotonic() + 120
+    while not pointer.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    return read_json(pointer)["step"]
+
+
+def test_sigkill_then_resume_ends_with_the_uninterrupted_metrics(demo_root, tmp_path):
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    assert run_cli(*train_args(demo_root, whole, *SCHEDULE)) == 0
+    step = kill_after_first_checkpoint(train_args(demo_root, killed, *SCHEDULE), killed)
+    assert 0 < step < 120
+    assert not (killed / "run_summary.json").exists()
+
+    assert run_cli(*train_args(demo_root, killed, *SCHEDULE), "--resume") == 0
+    a, b = read_json(whole / "run_summary.json"), read_json(killed / "run_summary.json")
+    assert a["steps"] == b["steps"] == 120
+    for task, entry in a["val"].items():
+        if entry["auc"] is None:
+            assert b["val"][task]["auc"] is None
+        else:
+            assert abs(entry["auc"] - b["val"][task]["auc"]) <= 1e-6, task
+    assert a["stage_diagnostics"] == pytest.approx(b["stage_diagnostics"], abs=1e-6)
+    for run in (whole, killed):
+        assert run_cli("evaluate", "--run", run) == 0
+    test_a, test_b = (read_json(run / "eval_report.json")["tasks"] for run in (whole, killed))
+    for task, entry in test_a.items():
+        for key in ("auc", "gauc"):
+            assert entry[key] == pytest.approx(test_b[task][key], abs=1e-6, nan_ok=True), (task, key)
+
+
+def test_resume_of_a_finished_run_trains_nothing_more(demo_root, tmp_path):
+    run = tmp_path / "run"
+    assert run_cli(*train_args(demo_root, run)) == 0
+    first = read_json(run / "run_summary.json")
+    assert run_cli(*train_args(demo_root, run), "--resume") == 0
+    again = read_json(run / "run_summary.json")
+    assert again["steps"] == first["steps"] and again["val"] == first["val"]
+
+
+def test_resume_with_another_model_or_stage_is_refused(demo_root, tmp_path):
+    run = tmp_path / "run"
+    assert run_cli(*train_args(demo_root, run)) == 0
+    other = run_cli_process(*train_args(demo_root, run, "stage.name=uw"), "--resume")
+    assert other.returncode == 2 and "stage.name" in other.stderr
+    # The schedule may change: a longer run continues from the checkpoint.
+    assert run_cli(*train_args(demo_root, run, "trainer.max_steps=20"), "--resume") == 0
+    assert read_json(run / "run_summary.json")["steps"] == 20
+
+
+def test_non_finite_losses_stop_the_run_and_keep_the_last_good_checkpoint(demo_root, tmp_path):
+    run = tmp_path / "run"
+    # An absurd learning rate blows the dense weights up after the first step: losses turn NaN.
+    result = run_cli_process(*train_args(demo_root, run, "trainer.lr=1e30", "trainer.ckpt_every=1",
+                                         "trainer.max_nonfinite=3"))
+    assert result.returncode == 1
+    assert "3 consecutive steps had a non-finite loss" in result.stderr
+    assert "Traceback" not in result.stderr
+    latest = read_json(run / "checkpoints" / "latest.json")
+    assert latest["step"] == 1, "only the good first step is checkpointed"
+    payload = torch.load(latest_file(run, latest), weights_only=True)
+    assert payload["counters"]["skipped"] == 0
+    dense = [v for k, v in payload["model"].items() if torch.is_tensor(v) and v.is_floating_point()]
+    assert dense and all(torch.isfinite(v).all() for v in dense)
+    assert not (run / "run_summary.json").exists()
+
+
+def latest_file(run, latest: dict):
+    return run / "checkpoints" / latest["dir"] / "rank0.pt"
