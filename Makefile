@@ -20,8 +20,7 @@ $(STAMP): requirements/constraints.txt pyproject.toml
 	touch $(STAMP)
 
 demo: setup
-	$(BIN)/recsys-hmtl demo-data --out $(DEMO)
-	$(BIN)/recsys-hmtl validate --config configs/kuairand_demo.yaml --set data.root=$(DEMO)
+	$(BIN)/python pipelines/demo.py --out $(DEMO)
 
 test: setup
 	$(BIN)/python -m pytest -q tests
