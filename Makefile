@@ -22,7 +22,10 @@ $(STAMP): requirements/constraints.txt pyproject.toml
 demo: setup
 	$(BIN)/python pipelines/demo.py --out $(DEMO)
 
+# The monitoring tests run the real Prometheus and Pushgateway (Debian packages; the script installs
+# them as root with apt-get and otherwise says why the tests will skip).
 test: setup
+	sh tests/setup_servers.sh
 	$(BIN)/python -m pytest -q tests
 
 bench: setup

@@ -53,6 +53,11 @@ def _parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("compare", help="seed-style table of runs against the one with stage 'sum'")
     c.add_argument("runs", nargs="+", metavar="RUN_DIR")
+
+    from .monitoring.check import add_arguments as metrics_check_arguments
+
+    metrics_check_arguments(sub.add_parser("metrics-check", help="which Grafana dashboard queries "
+                                           "return data on a Prometheus server"))
     return p
 
 
@@ -116,6 +121,13 @@ def _compare(args: argparse.Namespace) -> int:
 
     print(compare_run_dirs(args.runs))
     return 0
+
+
+@command("metrics-check")
+def _metrics_check(args: argparse.Namespace) -> int:
+    from .monitoring.check import run
+
+    return run(args)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

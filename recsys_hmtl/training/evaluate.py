@@ -84,7 +84,7 @@ def evaluate_run(run_dir: str | Path, split: str = "test", out: str | Path | Non
     report = evaluate_checkpoint(run_dir, split)
     write_report(report, Path(out) if out else run_dir / REPORT_FILE)
     cfg = read_run_config(run_dir)
-    if cfg.metrics.pushgateway:
+    if cfg.metrics.pushgateway:  # a push failure fails the job: its numbers are what it exports
         from ..monitoring import push_evaluation
         from .setup import run_labels
 

@@ -56,10 +56,41 @@ def resume_digest(cfg: RunConfig) -> dict:
 
 
 def train(cfg: RunConfig, run_dir: str | Path, resume: bool = False) -> dict:
-    """Train one rank; returns the run summary (rank 0) or ``{}`` (other ranks)."""
-    started = time.perf_counter()
+    """Train one rank; returns the run summary (rank 0) or ``{}`` (other ranks). Rank 0 writes
+    ``run_summary.json`` and, with ``metrics.pushgateway`` set, pushes the outcome: a failed run
+    pushes ``run_success 0`` and leaves the last-success timestamp alone."""
     run_dir = Path(run_dir)
     rank, world = rank_and_world()
+    try:
+        summary = _train(cfg, run_dir, resume, rank, world)
+    except BaseException:
+        if rank == 0:
+            _push_outcome(cfg, run_dir, success=False)
+        raise
+    if rank == 0:
+        summary["pushed"] = _push_outcome(cfg, run_dir, success=True, summary=summary)
+        write_json(run_dir / "run_summary.json", summary)
+    return summary
+
+
+def _push_outcome(cfg: RunConfig, run_dir: Path, success: bool, summary: dict | None = None) -> str | None:
+    """Push to the Pushgateway when configured; a push failure is logged, not fatal (the run's files
+    are the product; a missing push shows up as an overdue run in the alerts)."""
+    if not cfg.metrics.pushgateway:
+        return None
+    from ..monitoring import PushError, push_run
+
+    try:
+        push_run(cfg.metrics.pushgateway, run_labels(cfg, run_dir), success=success, summary=summary,
+                 tasks=cfg.task_names or None)
+        return cfg.metrics.pushgateway
+    except PushError as exc:
+        log.error("%s", exc)
+        return f"failed: {exc}"
+
+
+def _train(cfg: RunConfig, run_dir: Path, resume: bool, rank: int, world: int) -> dict:
+    started = time.perf_counter()
     device = torch.device(cfg.trainer.device)
     store = CheckpointStore(run_dir, rank, world)
     latest = store.latest()
@@ -111,7 +142,8 @@ def train(cfg: RunConfig, run_dir: str | Path, resume: bool = False) -> dict:
             return {}
         report = evaluate_checkpoint(run_dir, "val", prepared=prepared)
         if metrics:
-            metrics.set_auc(split="val", aucs={t: v["auc"] for t, v in report["tasks"].items()})
+            metrics.set_auc(split="val", aucs={t: v["auc"] for t, v in report["tasks"].items()},
+                            gaucs={t: v["gauc"] for t, v in report["tasks"].items()})
         trained = module.counters.samples - samples_before
         summary = {
             "config": cfg.to_dict(),
@@ -128,7 +160,6 @@ def train(cfg: RunConfig, run_dir: str | Path, resume: bool = False) -> dict:
             "checkpoint": str(store.latest()["path"]),
             "data": {"rows": prepared.report["rows"], "cache": prepared.report.get("cache")},
         }
-        write_json(run_dir / "run_summary.json", summary)
         return summary
     finally:
         if metrics:
