@@ -21,6 +21,7 @@ from ..evaluation.report import build_report, write_report
 from ..models import build_model
 from .checkpoint import CheckpointStore, assemble_full_state
 from .files import read_run_config
+from .setup import model_hparams, run_labels
 
 SPLITS = ("val", "test")
 REPORT_FILE = "eval_report.json"
@@ -53,7 +54,7 @@ def evaluate_checkpoint(run_dir: str | Path, split: str = "test", *,
     if latest is None:
         raise InputError("the run has no checkpoint yet", file=str(run_dir / "checkpoints"))
     prepared = prepared or prepare(cfg.data, cfg.tasks)
-    model = build_model(cfg.model.name, prepared.features, prepared.tasks, **cfg.model.hparams)
+    model = build_model(cfg.model.name, prepared.features, prepared.tasks, **model_hparams(cfg))
     state = assemble_full_state(Path(latest["path"]), int(latest["world_size"]))
     model.load_state_dict(state)
     labels, scores, groups = score_split(model, prepared, split, cfg.trainer.eval_batch_size)
@@ -86,7 +87,6 @@ def evaluate_run(run_dir: str | Path, split: str = "test", out: str | Path | Non
     cfg = read_run_config(run_dir)
     if cfg.metrics.pushgateway:  # a push failure fails the job: its numbers are what it exports
         from ..monitoring import push_evaluation
-        from .setup import run_labels
 
         push_evaluation(cfg.metrics.pushgateway, run_labels(cfg, run_dir), report=report)
     return report

@@ -35,7 +35,8 @@ from .evaluate import evaluate_checkpoint
 from .files import write_json, write_run_config
 from .module import MultiTaskTraining
 from .position import RemainingBatches
-from .setup import build_loss_stage, dense_optimizer_for, rank_and_world, run_labels, sharding_config
+from .setup import (build_loss_stage, dense_optimizer_for, model_hparams, rank_and_world, run_labels,
+                    sharding_config)
 from .sharding import ensure_process_group, shard_model
 
 log = logging.getLogger(__name__)
@@ -108,7 +109,7 @@ def _train(cfg: RunConfig, run_dir: Path, resume: bool, rank: int, world: int) -
     prepared = _prepare_in_rank_order(cfg, rank, world)
     tasks = prepared.tasks
     per_rank = cfg.trainer.batch_size // world
-    model = build_model(cfg.model.name, prepared.features, tasks, embedding_device="meta", **cfg.model.hparams)
+    model = build_model(cfg.model.name, prepared.features, tasks, embedding_device="meta", **model_hparams(cfg))
     dmp = shard_model(model, config=sharding_config(cfg, per_rank), device=device, process_group=group)
     stage = build_loss_stage(cfg, tasks)
     stream = prepared.stream("train", per_rank, shuffle=True, seed=cfg.seed, rank=rank, world_size=world)

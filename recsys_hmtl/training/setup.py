@@ -10,7 +10,7 @@ from torch import nn
 from torchrec.optim.optimizers import in_backward_optimizer_filter
 
 from ..config import RunConfig
-from ..errors import InputError
+from ..errors import InputError, did_you_mean
 from ..priority import LossStage, available_stages, build_stage
 from .sharding import ShardingConfig
 
@@ -18,6 +18,23 @@ from .sharding import ShardingConfig
 def rank_and_world() -> tuple[int, int]:
     """This process's rank and the world size (torchrun's environment; 0 of 1 without it)."""
     return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+
+
+def model_hparams(cfg: RunConfig) -> dict:
+    """The hyper-parameters of backbone ``model.name``: its own section
+    (``model: {name: ple, embedding_dim: 16, ple: {num_levels: 2}, mmoe: {...}}``) overridden by the
+    keys outside any section (so ``--set model.expert_dims=[64]`` always applies). Sections of the
+    other backbones are ignored, so ``--set model.name=X`` switches backbone."""
+    from ..models import available_models
+
+    hparams = cfg.model.hparams
+    sections = {k: v for k, v in hparams.items() if isinstance(v, dict)}
+    unknown = sorted(set(sections) - set(available_models()))
+    if unknown:
+        raise InputError(f"'{unknown[0]}' is neither a hyper-parameter nor a backbone",
+                         key=f"model.{unknown[0]}", hint=did_you_mean(unknown[0], available_models()))
+    common = {k: v for k, v in hparams.items() if k not in sections}
+    return {**sections.get(cfg.model.name, {}), **common}
 
 
 def sharding_config(cfg: RunConfig, per_rank_batch: int) -> ShardingConfig:
@@ -28,8 +45,6 @@ def sharding_config(cfg: RunConfig, per_rank_batch: int) -> ShardingConfig:
 def build_loss_stage(cfg: RunConfig, tasks: list[str]) -> LossStage:
     """``build_stage(stage.name, tasks, **stage.<hparams>)``; mistakes become config errors."""
     if cfg.stage.name not in available_stages():
-        from ..errors import did_you_mean
-
         raise InputError(f"unknown loss stage '{cfg.stage.name}'", key="stage.name",
                          hint=did_you_mean(cfg.stage.name, available_stages()))
     try:
