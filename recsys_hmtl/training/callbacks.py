@@ -17,8 +17,8 @@ class PeriodicCheckpoint(pl.Callback):
     """Every ``every`` consumed batches and at the end of training (SPEC §6). ``seconds`` is the
     time spent writing, which the throughput figure leaves out."""
 
-    def __init__(self, store: CheckpointStore, every: int, config_digest: str) -> None:
-        self.store, self.every, self.digest = store, every, config_digest
+    def __init__(self, store: CheckpointStore, every: int, config_digest: dict, inputs: list[dict]) -> None:
+        self.store, self.every, self.digest, self.inputs = store, every, config_digest, inputs
         self.last_saved: int | None = None
         self.seconds = 0.0
 
@@ -28,7 +28,7 @@ class PeriodicCheckpoint(pl.Callback):
             return
         started = time.perf_counter()
         path = self.store.save(consumed, module.checkpoint_payload(self.digest),
-                               meta={"steps": module.counters.steps, "config_digest": self.digest})
+                               meta={"steps": module.counters.steps, "inputs": self.inputs})
         self.seconds += time.perf_counter() - started
         self.last_saved = consumed
         log.info("checkpoint: %s (batch %d)", path, consumed)

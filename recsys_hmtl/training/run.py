@@ -92,7 +92,6 @@ def _push_outcome(cfg: RunConfig, run_dir: Path, success: bool, summary: dict | 
 
 def _train(cfg: RunConfig, run_dir: Path, resume: bool, rank: int, world: int) -> dict:
     started = time.perf_counter()
-    device = torch.device(cfg.trainer.device)
     store = CheckpointStore(run_dir, rank, world)
     latest = store.latest()
     if latest is not None and not resume:
@@ -102,22 +101,9 @@ def _train(cfg: RunConfig, run_dir: Path, resume: bool, rank: int, world: int) -
         raise InputError(f"must be divisible by the number of processes ({world})", key="trainer.batch_size")
     pl.seed_everything(cfg.seed, workers=False, verbose=False)
     random.seed(cfg.seed)
-    group = ensure_process_group(device)
-    if rank == 0:
-        write_run_config(cfg, run_dir)
-
+    group = ensure_process_group(torch.device(cfg.trainer.device))
     prepared = _prepare_in_rank_order(cfg, rank, world)
-    tasks = prepared.tasks
-    per_rank = cfg.trainer.batch_size // world
-    model = build_model(cfg.model.name, prepared.features, tasks, embedding_device="meta", **model_hparams(cfg))
-    dmp = shard_model(model, config=sharding_config(cfg, per_rank), device=device, process_group=group)
-    stage = build_loss_stage(cfg, tasks)
-    stream = prepared.stream("train", per_rank, shuffle=True, seed=cfg.seed, rank=rank, world_size=world)
-    if len(stream) == 0:
-        raise InputError("the training split has fewer rows than processes", key="data.split")
-    module = MultiTaskTraining(dmp, model, stage, dense_optimizer_for(dmp, stage, cfg.trainer.lr),
-                               epoch_length=len(stream), max_nonfinite=cfg.trainer.max_nonfinite,
-                               log_every=cfg.trainer.log_every, world_size=world)
+    module, epoch_batches = _build_module(cfg, prepared, rank, world, group)
     digest = resume_digest(cfg)
     if latest is not None:
         payload = store.load(latest)
@@ -125,17 +111,20 @@ def _train(cfg: RunConfig, run_dir: Path, resume: bool, rank: int, world: int) -
         module.restore(payload)
         log.info("resumed from %s at batch %d (%d steps)", latest["path"], module.position.consumed,
                  module.counters.steps)
+    if rank == 0:
+        write_run_config(cfg, run_dir)  # only once the inputs, model and stage are known to be good
     samples_before = module.counters.samples
 
-    metrics = _training_metrics(cfg, prepared, tasks, run_dir, rank)
-    checkpoints = PeriodicCheckpoint(store, cfg.trainer.ckpt_every, digest)
-    batches = RemainingBatches(stream, module.position, cfg.trainer.max_epochs, cfg.trainer.max_steps)
+    metrics = _training_metrics(cfg, tasks=prepared.tasks, run_dir=run_dir, rank=rank)
+    inputs = fingerprint(resolve(cfg.data, cfg.tasks)[0])
+    checkpoints = PeriodicCheckpoint(store, cfg.trainer.ckpt_every, digest, inputs)
+    batches = RemainingBatches(epoch_batches, module.position, cfg.trainer.max_epochs, cfg.trainer.max_steps)
     fit_seconds = 0.0
     try:
         if len(batches):
             fit_started = time.perf_counter()
-            _trainer(cfg, run_dir, rank, [checkpoints] + ([PrometheusMetrics(metrics)] if metrics else [])) \
-                .fit(module, train_dataloaders=batches)
+            callbacks = [checkpoints] + ([PrometheusMetrics(metrics)] if metrics else [])
+            _trainer(cfg, run_dir, rank, callbacks).fit(module, train_dataloaders=batches)
             fit_seconds = time.perf_counter() - fit_started - checkpoints.seconds
         else:
             checkpoints.save(module)  # nothing left to train: make sure the final state is on disk
@@ -146,9 +135,9 @@ def _train(cfg: RunConfig, run_dir: Path, resume: bool, rank: int, world: int) -
             metrics.set_auc(split="val", aucs={t: v["auc"] for t, v in report["tasks"].items()},
                             gaucs={t: v["gauc"] for t, v in report["tasks"].items()})
         trained = module.counters.samples - samples_before
-        summary = {
+        return {
             "config": cfg.to_dict(),
-            "inputs": fingerprint(resolve(cfg.data, cfg.tasks)[0]),
+            "inputs": inputs,
             "steps": module.counters.steps,
             "batches": module.position.consumed,
             "skipped_nonfinite_steps": module.counters.skipped,
@@ -161,10 +150,26 @@ def _train(cfg: RunConfig, run_dir: Path, resume: bool, rank: int, world: int) -
             "checkpoint": str(store.latest()["path"]),
             "data": {"rows": prepared.report["rows"], "cache": prepared.report.get("cache")},
         }
-        return summary
     finally:
         if metrics:
             metrics.close()
+
+
+def _build_module(cfg: RunConfig, prepared, rank: int, world: int, group):
+    """(the LightningModule: DMP-sharded tower, loss stage, dense optimizer; this rank's batches)."""
+    device = torch.device(cfg.trainer.device)
+    per_rank = cfg.trainer.batch_size // world
+    model = build_model(cfg.model.name, prepared.features, prepared.tasks, embedding_device="meta",
+                        **model_hparams(cfg))
+    dmp = shard_model(model, config=sharding_config(cfg, per_rank), device=device, process_group=group)
+    stage = build_loss_stage(cfg, prepared.tasks)
+    stream = prepared.stream("train", per_rank, shuffle=True, seed=cfg.seed, rank=rank, world_size=world)
+    if len(stream) == 0:
+        raise InputError("the training split has fewer rows than processes", key="data.split")
+    module = MultiTaskTraining(dmp, model, stage, dense_optimizer_for(dmp, stage, cfg.trainer.lr),
+                               epoch_length=len(stream), max_nonfinite=cfg.trainer.max_nonfinite,
+                               log_every=cfg.trainer.log_every, world_size=world)
+    return module, stream
 
 
 def _prepare_in_rank_order(cfg: RunConfig, rank: int, world: int):
@@ -189,7 +194,7 @@ def _check_same_run(payload: dict, digest: dict, latest: dict) -> None:
                  "may change on --resume; start a new run folder otherwise")
 
 
-def _training_metrics(cfg: RunConfig, prepared, tasks, run_dir: Path, rank: int):
+def _training_metrics(cfg: RunConfig, tasks: list[str], run_dir: Path, rank: int):
     """``/metrics`` on ``metrics.addr:metrics.port + rank`` while training runs (port 0 = off)."""
     if not cfg.metrics.port:
         return None

@@ -90,7 +90,7 @@ def test_bad_configuration_and_bad_requests_exit_2_with_one_paragraph(demo_root,
     assert "stage.name" in bad.stderr and "scd_vio" in bad.stderr and "Traceback" not in bad.stderr
     bad = run_cli_process(*train_args(demo_root, tmp_path / "b", "model.num_experts=0"))
     assert bad.returncode == 2 and "model.num_experts" in bad.stderr
-    assert not (tmp_path / "b" / "checkpoints").exists()
+    assert not (tmp_path / "b").exists(), "a refused run leaves no partial run folder"
     missing = run_cli_process("evaluate", "--run", tmp_path / "nothing_here")
     assert missing.returncode == 2 and "config.yaml" in missing.stderr
 
@@ -102,3 +102,16 @@ def test_an_existing_run_is_not_overwritten_without_resume(demo_root, tmp_path):
     again = run_cli_process(*train_args(demo_root, run))
     assert again.returncode == 2 and "--resume" in again.stderr
     assert read_json(run / "checkpoints" / "latest.json") == before
+
+
+def test_evaluate_refuses_input_files_changed_since_training(tmp_path):
+    from recsys_hmtl.data.demo import write_demo_data
+
+    data, run = tmp_path / "data", tmp_path / "run"
+    write_demo_data(data, rows=4000, seed=9)
+    assert run_cli(*train_args(data, run)) == 0
+    log = next((data / "data").glob("log_standard_4_22*.csv"))
+    log.write_text(log.read_text())  # same content, new modification time: treated as new data
+    result = run_cli_process("evaluate", "--run", run)
+    assert result.returncode == 2 and log.name in result.stderr and "changed" in result.stderr
+    assert not (run / "eval_report.json").exists()
