@@ -105,31 +105,3 @@ def evaluate_run(run_dir: str | Path, split: str = "test", out: str | Path | Non
 
         push_evaluation(cfg.metrics.pushgateway, run_labels(cfg, run_dir), report=report)
     return report
-
-
-def _check_inputs_unchanged(cfg, latest: dict) -> None:
-    """The ids are encoded with vocabularies fitted on the files the run was trained on: other
-    files would silently score every row with the wrong embeddings, so they are refused."""
-    trained_on = {f["path"]: f for f in latest.get("inputs", [])}
-    now = {f["path"]: f for f in fingerprint(resolve(cfg.data, cfg.tasks)[0])}
-    changed = sorted(path for path in set(trained_on) | set(now) if trained_on.get(path) != now.get(path))
-    if trained_on and changed:
-        raise InputError("changed (size or modification time) since the run was trained; evaluate scores "
-                         "the files a run was trained on, with its vocabularies", file=changed[0],
-                         hint="train a new run on the new files")
-
-
-def compare_run_dirs(run_dirs: list[str | Path]) -> str:
-    """``recsys-hmtl compare``: the seed-style table of the runs' ``eval_report.json`` against the
-    run with stage ``sum`` (Markdown)."""
-    runs = []
-    for run_dir in map(Path, run_dirs):
-        path = run_dir / REPORT_FILE
-        if not path.is_file():
-            raise InputError("no eval_report.json: run `recsys-hmtl evaluate --run` first", file=str(run_dir))
-        cfg = read_run_config(run_dir)
-        runs.append((run_dir.name, cfg.stage.name, json.loads(path.read_text())))
-    try:
-        return compare_markdown(compare_runs(runs))
-    except ValueError as exc:
-        raise InputError(str(exc)) from None
