@@ -37,6 +37,8 @@ class MMoEParams(ModelParams):
 @register_model("mmoe")
 class MMoE(MultiTaskModel):
     Params = MMoEParams
+    # One gate per task (MMoE); OMoE sets False: one gate whose mixture feeds every tower.
+    gate_per_task: bool = True
 
     def __init__(
         self,
@@ -56,14 +58,13 @@ class MMoE(MultiTaskModel):
             shared_input=True,
             dropout=params.dropout,
         )
-        self.gates = Gates(
-            self.num_tasks, in_dim, params.num_experts, params.gate_dims, dropout=params.dropout
-        )
+        num_gates = self.num_tasks if self.gate_per_task else 1
+        self.gates = Gates(num_gates, in_dim, params.num_experts, params.gate_dims, dropout=params.dropout)
         self.towers = GroupedMLP(
             self.num_tasks,
             self.experts.out_dim,
             [*params.tower_dims, 1],
-            shared_input=False,
+            shared_input=not self.gate_per_task,
             dropout=params.dropout,
             activate_last=False,
         )
