@@ -92,8 +92,9 @@ def _train(args: argparse.Namespace) -> int:
     if args.nproc > 1 and "WORLD_SIZE" not in os.environ:
         from .data.pipeline import prepare
         from .training.launch import launch
+        from .training.setup import check_buildable
 
-        prepare(cfg.data, cfg.tasks)  # bad input: exit 2 here; the ranks then read the cache
+        check_buildable(cfg, prepare(cfg.data, cfg.tasks))  # bad input: exit 2 here, not in a rank
         forwarded = ["train", "--config", args.config, "--out", args.out]
         forwarded += [f"--set={item}" for item in args.overrides] + (["--resume"] if args.resume else [])
         return launch(args.nproc, (["--debug"] if args.debug else []) + forwarded)

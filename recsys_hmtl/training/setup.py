@@ -37,6 +37,16 @@ def model_hparams(cfg: RunConfig) -> dict:
     return {**sections.get(cfg.model.name, {}), **common}
 
 
+def check_buildable(cfg: RunConfig, prepared) -> None:
+    """Build the tower (tables on the meta device: no memory) and the stage once, so that a bad
+    ``model.*`` or ``stage.*`` key fails with exit code 2 before any rank is started."""
+    from ..models import build_model
+
+    build_model(cfg.model.name, prepared.features, prepared.tasks, embedding_device="meta",
+                **model_hparams(cfg))
+    build_loss_stage(cfg, prepared.tasks)
+
+
 def sharding_config(cfg: RunConfig, per_rank_batch: int) -> ShardingConfig:
     return ShardingConfig(optimizer=cfg.trainer.sparse_optimizer, lr=cfg.trainer.sparse_lr,
                           plan=dict(cfg.trainer.plan), planner_batch_size=per_rank_batch)

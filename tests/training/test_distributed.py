@@ -32,3 +32,9 @@ def test_two_process_run_shards_tables_on_both_ranks_and_reaches_the_single_proc
 
     assert run_cli("evaluate", "--run", two) == 0  # one process evaluates the two-rank checkpoint
     assert read_json(two / "eval_report.json")["tasks"]["is_click"]["auc"] > 0.5
+
+
+def test_bad_model_key_with_nproc_exits_2_before_any_rank_starts(demo_root, tmp_path):
+    result = run_cli_process(*train_args(demo_root, tmp_path / "run", "model.num_expert=3"), "--nproc", "2")
+    assert result.returncode == 2 and "model.num_expert" in result.stderr and "num_experts" in result.stderr
+    assert "torch.distributed" not in result.stderr and not (tmp_path / "run").exists()
