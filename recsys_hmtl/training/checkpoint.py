@@ -126,9 +126,13 @@ class CheckpointStore:
         step_dir.mkdir(parents=True, exist_ok=True)
         final = step_dir / f"rank{self.rank}.pt"
         tmp = final.with_suffix(".pt.tmp")
-        torch.save(payload, tmp)
-        _fsync(tmp)
-        os.replace(tmp, final)
+        try:
+            torch.save(payload, tmp)
+            _fsync(tmp)
+            os.replace(tmp, final)
+        except BaseException:  # a full disk or a kill leaves no half-written file behind
+            tmp.unlink(missing_ok=True)
+            raise
         _barrier()
         if self.rank == 0:
             info = {"step": step, "dir": step_dir.name, "world_size": self.world_size, **(meta or {})}

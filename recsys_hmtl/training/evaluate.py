@@ -15,14 +15,13 @@ import numpy as np
 import torch
 
 from ..data.pipeline import PreparedData, prepare
-from ..data.sources import fingerprint, resolve
 from ..errors import InputError
 from ..evaluation.compare import compare_markdown, compare_runs
 from ..evaluation.report import build_report, write_report
 from ..models import build_model
 from .checkpoint import CheckpointStore, assemble_full_state
 from .files import read_run_config
-from .setup import model_hparams, run_labels
+from .setup import check_inputs_unchanged, model_hparams, run_labels
 
 SPLITS = ("val", "test")
 REPORT_FILE = "eval_report.json"
@@ -55,7 +54,7 @@ def evaluate_checkpoint(run_dir: str | Path, split: str = "test", *,
     if latest is None:
         raise InputError("the run has no checkpoint yet", file=str(run_dir / "checkpoints"))
     if prepared is None:
-        _check_inputs_unchanged(cfg, latest)
+        check_inputs_unchanged(cfg, latest, "evaluate scores the files a run was trained on")
         prepared = prepare(cfg.data, cfg.tasks)
     model = build_model(cfg.model.name, prepared.features, prepared.tasks, **model_hparams(cfg))
     state = assemble_full_state(Path(latest["path"]), int(latest["world_size"]))
@@ -64,18 +63,6 @@ def evaluate_checkpoint(run_dir: str | Path, split: str = "test", *,
     report = build_report(split, labels, scores, groups, prepared.tasks)
     report["checkpoint"] = {"path": str(latest["path"]), "batch": latest["step"], "steps": latest.get("steps")}
     return report
-
-
-def _check_inputs_unchanged(cfg, latest: dict) -> None:
-    """The ids are encoded with vocabularies fitted on the files the run was trained on: other
-    files would silently score every row with the wrong embeddings, so they are refused."""
-    trained_on = {f["path"]: f for f in latest.get("inputs", [])}
-    now = {f["path"]: f for f in fingerprint(resolve(cfg.data, cfg.tasks)[0])}
-    changed = sorted(path for path in set(trained_on) | set(now) if trained_on.get(path) != now.get(path))
-    if trained_on and changed:
-        raise InputError("changed (size or modification time) since the run was trained; evaluate scores "
-                         "the files a run was trained on, with its vocabularies", file=changed[0],
-                         hint="train a new run on the new files")
 
 
 def compare_run_dirs(run_dirs: list[str | Path]) -> str:

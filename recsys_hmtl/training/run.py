@@ -35,8 +35,8 @@ from .evaluate import evaluate_checkpoint
 from .files import write_json, write_run_config
 from .module import MultiTaskTraining
 from .position import RemainingBatches
-from .setup import (build_loss_stage, dense_optimizer_for, model_hparams, rank_and_world, run_labels,
-                    sharding_config)
+from .setup import (build_loss_stage, check_inputs_unchanged, dense_optimizer_for, model_hparams,
+                    rank_and_world, run_labels, sharding_config)
 from .sharding import ensure_process_group, shard_model
 
 log = logging.getLogger(__name__)
@@ -97,6 +97,8 @@ def _train(cfg: RunConfig, run_dir: Path, resume: bool, rank: int, world: int) -
     if latest is not None and not resume:
         raise InputError("the run folder already holds a checkpointed run", file=str(run_dir),
                          hint="pass --resume to continue it, or choose another --out")
+    if latest is not None:
+        check_inputs_unchanged(cfg, latest, "a resumed run continues on the data it started on")
     if cfg.trainer.batch_size % world:
         raise InputError(f"must be divisible by the number of processes ({world})", key="trainer.batch_size")
     pl.seed_everything(cfg.seed, workers=False, verbose=False)

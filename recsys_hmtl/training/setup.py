@@ -10,6 +10,7 @@ from torch import nn
 from torchrec.optim.optimizers import in_backward_optimizer_filter
 
 from ..config import RunConfig
+from ..data.sources import fingerprint, resolve
 from ..errors import InputError, did_you_mean
 from ..priority import LossStage, available_stages, build_stage
 from .sharding import ShardingConfig
@@ -78,3 +79,15 @@ def run_labels(cfg: RunConfig, run_dir: Path, rank: int = 0):
 
     return RunLabels(run_id=Path(run_dir).resolve().name, stage=cfg.stage.name, model=cfg.model.name,
                      dataset=cfg.data.dataset, rank=rank)
+
+
+def check_inputs_unchanged(cfg: RunConfig, latest: dict, why: str) -> None:
+    """The input files (name, size, modification time) are those the checkpoint ``latest`` was
+    trained on. Ids are encoded with vocabularies fitted on those files: other files would give
+    every row the wrong embedding rows, silently, so they are refused (exit 2)."""
+    trained_on = {f["path"]: f for f in latest.get("inputs", [])}
+    now = {f["path"]: f for f in fingerprint(resolve(cfg.data, cfg.tasks)[0])}
+    changed = sorted(path for path in set(trained_on) | set(now) if trained_on.get(path) != now.get(path))
+    if trained_on and changed:
+        raise InputError(f"changed (size or modification time) since the run was trained; {why}",
+                         file=changed[0], hint="start a new run folder for new data")

@@ -96,3 +96,16 @@ def test_non_finite_losses_stop_the_run_and_keep_the_last_good_checkpoint(demo_r
 
 def latest_file(run, latest: dict):
     return run / "checkpoints" / latest["dir"] / "rank0.pt"
+
+
+def test_resume_refuses_input_files_changed_since_the_checkpoint(tmp_path):
+    from recsys_hmtl.data.demo import write_demo_data
+
+    data, run = tmp_path / "data", tmp_path / "run"
+    write_demo_data(data, rows=4000, seed=9)
+    assert run_cli(*train_args(data, run, "trainer.max_steps=5")) == 0
+    before = read_json(run / "checkpoints" / "latest.json")
+    write_demo_data(data, rows=4000, seed=10)  # the next day's files under the same names
+    result = run_cli_process(*train_args(data, run, "trainer.max_steps=10"), "--resume")
+    assert result.returncode == 2 and "changed" in result.stderr and "new run folder" in result.stderr
+    assert read_json(run / "checkpoints" / "latest.json") == before
