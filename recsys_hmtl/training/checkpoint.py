@@ -130,7 +130,7 @@ class CheckpointStore:
             torch.save(payload, tmp)
             _fsync(tmp)
             os.replace(tmp, final)
-        except BaseException:  # a full disk or a kill leaves no half-written file behind
+        except BaseException:  # a full disk or an interrupt leaves no half-written file behind
             tmp.unlink(missing_ok=True)
             raise
         _barrier()
