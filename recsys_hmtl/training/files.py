@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
+import shutil
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import yaml
 
@@ -30,3 +34,32 @@ def read_run_config(run_dir: Path) -> RunConfig:
         raise InputError("not a run folder (no config.yaml; was it written by recsys-hmtl train?)",
                          file=str(run_dir))
     return load_config(path)
+
+
+class RunFolderBusy(RuntimeError):
+    """Another training process holds the run folder (exit 1: a later retry may succeed)."""
+
+
+@contextmanager
+def exclusive_run_folder(run_dir: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``RUN_DIR/.lock`` while a run trains (two writers would interleave
+    their checkpoints). A folder this call created is removed again if the run fails before
+    writing anything into it, so a refused run leaves nothing behind."""
+    run_dir = Path(run_dir)
+    created = not run_dir.exists()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    lock_path = run_dir / ".lock"
+    handle = open(lock_path, "w")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise RunFolderBusy(f"{run_dir}: another recsys-hmtl train is using this run folder") from None
+    try:
+        yield
+    except BaseException:
+        if created and [p.name for p in run_dir.iterdir()] == [lock_path.name]:
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+    finally:
+        handle.close()

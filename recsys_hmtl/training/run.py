@@ -18,6 +18,7 @@ import logging
 import os
 import random
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -32,7 +33,7 @@ from ..models import build_model
 from .callbacks import PeriodicCheckpoint, PrometheusMetrics
 from .checkpoint import CheckpointStore
 from .evaluate import evaluate_checkpoint
-from .files import write_json, write_run_config
+from .files import exclusive_run_folder, write_json, write_run_config
 from .module import MultiTaskTraining
 from .position import RemainingBatches
 from .setup import (build_loss_stage, check_inputs_unchanged, dense_optimizer_for, model_hparams,
@@ -63,14 +64,15 @@ def train(cfg: RunConfig, run_dir: str | Path, resume: bool = False) -> dict:
     run_dir = Path(run_dir)
     rank, world = rank_and_world()
     try:
-        summary = _train(cfg, run_dir, resume, rank, world)
+        with exclusive_run_folder(run_dir) if rank == 0 else nullcontext():
+            summary = _train(cfg, run_dir, resume, rank, world)
+            if rank == 0:
+                summary["pushed"] = _push_outcome(cfg, run_dir, success=True, summary=summary)
+                write_json(run_dir / "run_summary.json", summary)
     except BaseException:
         if rank == 0:
             _push_outcome(cfg, run_dir, success=False)
         raise
-    if rank == 0:
-        summary["pushed"] = _push_outcome(cfg, run_dir, success=True, summary=summary)
-        write_json(run_dir / "run_summary.json", summary)
     return summary
 
 

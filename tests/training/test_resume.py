@@ -109,3 +109,16 @@ def test_resume_refuses_input_files_changed_since_the_checkpoint(tmp_path):
     result = run_cli_process(*train_args(data, run, "trainer.max_steps=10"), "--resume")
     assert result.returncode == 2 and "changed" in result.stderr and "new run folder" in result.stderr
     assert read_json(run / "checkpoints" / "latest.json") == before
+
+
+def test_a_second_train_on_a_busy_run_folder_is_refused(demo_root, tmp_path):
+    import fcntl
+
+    run = tmp_path / "run"
+    run.mkdir()
+    with open(run / ".lock", "w") as held:  # as a running `recsys-hmtl train` holds it
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        result = run_cli_process(*train_args(demo_root, run), "--resume")
+    assert result.returncode == 1 and "another recsys-hmtl train is using this run folder" in result.stderr
+    assert sorted(p.name for p in run.iterdir()) == [".lock"]
+    assert run_cli(*train_args(demo_root, run), "--resume") == 0  # free again: it trains
