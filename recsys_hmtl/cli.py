@@ -156,7 +156,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             traceback.print_exc()
         print(f"recsys-hmtl {args.command}: failed: {type(exc).__name__}: {exc} "
               "(rerun with --debug for the traceback)", file=sys.stderr)
-        return 1
+        return getattr(exc, "exit_code", 1)  # 143: stopped by SIGTERM (TrainingInterrupted)
 
 
 if __name__ == "__main__":

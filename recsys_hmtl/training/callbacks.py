@@ -6,6 +6,7 @@ import logging
 import time
 
 import pytorch_lightning as pl
+from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from .checkpoint import CheckpointStore
 from .module import MultiTaskTraining
@@ -41,6 +42,14 @@ class PeriodicCheckpoint(pl.Callback):
 
     def on_train_end(self, trainer, module) -> None:
         self.save(module)
+
+    def on_exception(self, trainer, module, exception: BaseException) -> None:
+        """SIGTERM (a scheduler stopping the job): Lightning finishes the current step, then raises
+        ``SIGTERMException``; one process checkpoints that step. Several ranks receive the signal
+        at different steps, so there the run stops at the last periodic checkpoint."""
+        if (isinstance(exception, SIGTERMException) and self.store.world_size == 1
+                and module.counters.consecutive_skipped == 0):
+            self.save(module)
 
 
 class PrometheusMetrics(pl.Callback):

@@ -33,6 +33,13 @@ class TrainingDiverged(RuntimeError):
     """Too many consecutive non-finite steps; the last good checkpoint is left as it was."""
 
 
+class TrainingInterrupted(RuntimeError):
+    """The run was stopped by SIGTERM; ``--resume`` continues it (exit code 143, as a shell reports
+    a process ended by SIGTERM)."""
+
+    exit_code = 143
+
+
 @dataclass
 class StepRecord:
     """What the last step did, for callbacks (metrics, logs)."""

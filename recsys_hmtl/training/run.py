@@ -24,6 +24,7 @@ from pathlib import Path
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.loggers import CSVLogger
+from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from ..config import RunConfig
 from ..data.pipeline import prepare
@@ -34,7 +35,7 @@ from .callbacks import PeriodicCheckpoint, PrometheusMetrics
 from .checkpoint import CheckpointStore
 from .evaluate import evaluate_checkpoint
 from .files import exclusive_run_folder, write_json, write_run_config
-from .module import MultiTaskTraining
+from .module import MultiTaskTraining, TrainingInterrupted
 from .position import RemainingBatches
 from .setup import (build_loss_stage, check_inputs_unchanged, dense_optimizer_for, model_hparams,
                     rank_and_world, run_labels, sharding_config)
@@ -128,7 +129,15 @@ def _train(cfg: RunConfig, run_dir: Path, resume: bool, rank: int, world: int) -
         if len(batches):
             fit_started = time.perf_counter()
             callbacks = [checkpoints] + ([PrometheusMetrics(metrics)] if metrics else [])
-            _trainer(cfg, run_dir, rank, callbacks).fit(module, train_dataloaders=batches)
+            try:
+                _trainer(cfg, run_dir, rank, callbacks).fit(module, train_dataloaders=batches)
+            except SIGTERMException:
+                saved = checkpoints.last_saved
+                raise TrainingInterrupted(
+                    f"stopped by SIGTERM after batch {module.position.consumed}; the last checkpoint is "
+                    f"at batch {saved}" + ("" if saved == module.position.consumed else
+                                           " (the batches since are lost)")
+                    + "; rerun with --resume to continue") from None
             fit_seconds = time.perf_counter() - fit_started - checkpoints.seconds
         else:
             checkpoints.save(module)  # nothing left to train: make sure the final state is on disk

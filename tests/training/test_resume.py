@@ -122,3 +122,27 @@ def test_a_second_train_on_a_busy_run_folder_is_refused(demo_root, tmp_path):
     assert result.returncode == 1 and "another recsys-hmtl train is using this run folder" in result.stderr
     assert sorted(p.name for p in run.iterdir()) == [".lock"]
     assert run_cli(*train_args(demo_root, run), "--resume") == 0  # free again: it trains
+
+
+def test_sigterm_checkpoints_the_current_step_and_exits_143(demo_root, tmp_path):
+    whole, stopped = tmp_path / "whole", tmp_path / "stopped"
+    assert run_cli(*train_args(demo_root, whole, *SCHEDULE)) == 0
+    env = {**os.environ, "RECSYS_HMTL_PROGRESS": "0", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "recsys_hmtl.cli", *train_args(demo_root, stopped, *SCHEDULE)],
+                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    pointer = stopped / "checkpoints" / "latest.json"
+    while not pointer.exists() and proc.poll() is None:
+        time.sleep(0.01)
+    first = read_json(pointer)["step"]
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err[-2000:]
+    assert "stopped by SIGTERM" in err and "--resume" in err
+    at_stop = read_json(pointer)["step"]
+    assert first < at_stop < 120 and f"the last checkpoint is at batch {at_stop}" in err
+
+    assert run_cli(*train_args(demo_root, stopped, *SCHEDULE), "--resume") == 0
+    a, b = read_json(whole / "run_summary.json"), read_json(stopped / "run_summary.json")
+    for task, entry in a["val"].items():
+        assert entry["auc"] == pytest.approx(b["val"][task]["auc"], abs=1e-6, nan_ok=True) if entry["auc"] \
+            else b["val"][task]["auc"] is None
