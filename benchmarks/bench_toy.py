@@ -3,9 +3,10 @@
 Each stage trains x ∈ R² (the "shared" of gradient stages is x itself) with Adam (lr 1e-3; stage
 parameters lr 0.025, the published toy's ``--method-params-lr``, except LDC-MTL whose router uses
 the model's step size, seed 003 Sec. 5) from the published code's five start points and from the
-seed's five, 50k steps (``--quick``: 2k steps, only sum, mgda, famo, ldc_mtl). Prints where each
+seed's five, 50k steps (``--quick``: 2k steps, only sum, mgda, famo, ldc_mtl; the full run adds the
+other seeds' stages, scd_vio, hb_aho, getmtl, wc_penalty: about 30 min on 2 cores). Prints where each
 run ends and the seed's claims; saves a PNG with the Pareto front (``TOY_PLOT`` overrides the path;
-``TOY_METHODS="a b ..."`` runs only those stages: the whole set takes about an hour on 2 cores).
+``TOY_METHODS="a b ..."`` runs those stages, ``TOY_METHODS=all`` every stage: over an hour on 2 cores).
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ LDC_RESCALED = "ldc_mtl[rescale,L-m]"
 VARIANTS = {LDC_RESCALED: ("ldc_mtl", {"normalize": "rescale"}, MIN_LOSSES)}  # label: stage, hp, m
 HPARAMS = {"famo": {"min_losses": list(MIN_LOSSES)}}
 REQUIRED = ("sum", "mgda", "famo", "ldc_mtl", LDC_RESCALED)
+SEED_METHODS = ("scd_vio", "hb_aho", "getmtl", "wc_penalty")  # the other seeds' methods, run by default
 STAGE_LRS = {"ldc_mtl": LR}
 EPOCH = 1000  # steps per "epoch" for stages with epoch-granular updates (DWA, HB-AHO epoch mode)
 
@@ -162,11 +164,13 @@ def main(quick: bool = False) -> None:
     steps = 2000 if quick else 50_000
     stride = max(1, steps // 400)
     buildable = available_stages()
-    wanted = list(REQUIRED) if quick else list(REQUIRED) + [
-        s for s in buildable if s not in REQUIRED
-    ]
-    if os.environ.get("TOY_METHODS"):  # a subset, e.g. TOY_METHODS="sum mgda famo ldc_mtl scd_vio"
-        wanted = os.environ["TOY_METHODS"].split()
+    chosen = os.environ.get("TOY_METHODS", "").split()  # e.g. TOY_METHODS="sum mgda pcgrad", or "all"
+    if chosen == ["all"]:
+        wanted = list(REQUIRED) + [s for s in buildable if s not in REQUIRED]
+    elif chosen:
+        wanted = chosen
+    else:
+        wanted = list(REQUIRED) if quick else list(REQUIRED) + list(SEED_METHODS)
     methods = [m for m in wanted if VARIANTS.get(m, (m,))[0] in buildable]
     for m in wanted:
         if m not in methods:
