@@ -123,6 +123,7 @@ def _train(cfg: RunConfig, run_dir: Path, resume: bool, rank: int, world: int) -
     metrics = _training_metrics(cfg, tasks=prepared.tasks, run_dir=run_dir, rank=rank)
     inputs = fingerprint(resolve(cfg.data, cfg.tasks)[0])
     checkpoints = PeriodicCheckpoint(store, cfg.trainer.ckpt_every, digest, inputs)
+    checkpoints.last_saved = None if latest is None else latest["step"]
     batches = RemainingBatches(epoch_batches, module.position, cfg.trainer.max_epochs, cfg.trainer.max_steps)
     fit_seconds = 0.0
     try:
@@ -133,11 +134,10 @@ def _train(cfg: RunConfig, run_dir: Path, resume: bool, rank: int, world: int) -
                 _trainer(cfg, run_dir, rank, callbacks).fit(module, train_dataloaders=batches)
             except SIGTERMException:
                 saved = checkpoints.last_saved
-                raise TrainingInterrupted(
-                    f"stopped by SIGTERM after batch {module.position.consumed}; the last checkpoint is "
-                    f"at batch {saved}" + ("" if saved == module.position.consumed else
-                                           " (the batches since are lost)")
-                    + "; rerun with --resume to continue") from None
+                where = "no checkpoint yet" if saved is None else f"the last checkpoint is at batch {saved}"
+                lost = "" if saved == module.position.consumed else " (the batches since are lost)"
+                raise TrainingInterrupted(f"stopped by SIGTERM after batch {module.position.consumed}; "
+                                          f"{where}{lost}; rerun with --resume to continue") from None
             fit_seconds = time.perf_counter() - fit_started - checkpoints.seconds
         else:
             checkpoints.save(module)  # nothing left to train: make sure the final state is on disk
