@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import logging
+import signal
+import threading
 import time
 
 import pytorch_lightning as pl
-from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from .checkpoint import CheckpointStore
 from .module import MultiTaskTraining
@@ -37,19 +38,29 @@ class PeriodicCheckpoint(pl.Callback):
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
         # Not during a run of non-finite steps: the last checkpoint stays the last good step's.
         due = self.every > 0 and module.position.consumed % self.every == 0
-        if due and module.counters.consecutive_skipped == 0:
+        if (due or module.stop_agreed) and module.counters.consecutive_skipped == 0:
             self.save(module)
 
     def on_train_end(self, trainer, module) -> None:
-        self.save(module)
-
-    def on_exception(self, trainer, module, exception: BaseException) -> None:
-        """SIGTERM (a scheduler stopping the job): Lightning finishes the current step, then raises
-        ``SIGTERMException``; one process checkpoints that step. Several ranks receive the signal
-        at different steps, so there the run stops at the last periodic checkpoint."""
-        if (isinstance(exception, SIGTERMException) and self.store.world_size == 1
-                and module.counters.consecutive_skipped == 0):
+        if not module.stop_agreed:  # a stopped run was checkpointed at its last step already
             self.save(module)
+
+
+class GracefulStop(pl.Callback):
+    """SIGTERM (a scheduler stopping the job) → finish the step every rank agrees on, checkpoint
+    it (:class:`PeriodicCheckpoint`), stop. The handler only raises ``module.stop_requested``; the
+    training step all-reduces it with the non-finite flag, so all ranks stop after the same step
+    (Lightning's own SIGTERM handling, replaced here while training runs, stops each rank at the
+    step it happened to be in). Lightning restores the previous handlers when ``fit`` ends."""
+
+    def on_train_start(self, trainer, module) -> None:
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, lambda signum, frame: setattr(module, "stop_requested", True))
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
+        if module.stop_agreed:
+            log.info("SIGTERM: stopping after batch %d", module.position.consumed)
+            trainer.should_stop = True
 
 
 class PrometheusMetrics(pl.Callback):

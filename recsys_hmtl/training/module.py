@@ -77,6 +77,8 @@ class MultiTaskTraining(pl.LightningModule):
         self.counters = Counters()
         self.last = StepRecord()
         self.epoch_ended = False
+        self.stop_requested = False  # set by the SIGTERM handler (GracefulStop)
+        self.stop_agreed = False     # every rank stops after this step
 
     # ------------------------------------------------------------------------------ Lightning
     def configure_optimizers(self) -> torch.optim.Optimizer:
@@ -90,7 +92,7 @@ class MultiTaskTraining(pl.LightningModule):
         outputs = self.dmp(batch)
         losses = task_losses(outputs, batch.labels, self.tasks)
         extra = auxiliary_total(self._model[0].auxiliary_losses(outputs, batch.labels))
-        bad = self._agree_nonfinite(first_nonfinite(losses, extra))
+        bad, self.stop_agreed = self._agree(first_nonfinite(losses, extra), self.stop_requested)
         optimizer = self.optimizers()
         if bad is None:
             optimizer.zero_grad(set_to_none=True)
@@ -107,13 +109,14 @@ class MultiTaskTraining(pl.LightningModule):
             self.stage.end_epoch()
 
     # ------------------------------------------------------------------------------- helpers
-    def _agree_nonfinite(self, bad: str | None) -> str | None:
-        """The same skip decision on every rank: skip when any rank saw a non-finite loss."""
+    def _agree(self, bad: str | None, stop: bool) -> tuple[str | None, bool]:
+        """The same decisions on every rank: skip this step when any rank saw a non-finite loss;
+        stop after it when any rank was asked to stop (SIGTERM)."""
         if self.world_size == 1:
-            return bad
-        flag = torch.tensor([0 if bad is None else 1], dtype=torch.int32)
-        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-        return bad or ("another rank" if int(flag) else None)
+            return bad, stop
+        flags = torch.tensor([0 if bad is None else 1, int(stop)], dtype=torch.int32)
+        dist.all_reduce(flags, op=dist.ReduceOp.MAX)
+        return bad or ("another rank" if int(flags[0]) else None), bool(flags[1])
 
     def _account(self, batch: Batch, losses: dict, bad: str | None, seconds: float) -> None:
         c = self.counters

@@ -24,14 +24,13 @@ from pathlib import Path
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.loggers import CSVLogger
-from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from ..config import RunConfig
 from ..data.pipeline import prepare
 from ..data.sources import fingerprint, resolve
 from ..errors import InputError
 from ..models import build_model
-from .callbacks import PeriodicCheckpoint, PrometheusMetrics
+from .callbacks import GracefulStop, PeriodicCheckpoint, PrometheusMetrics
 from .checkpoint import CheckpointStore
 from .evaluate import evaluate_checkpoint
 from .files import exclusive_run_folder, write_json, write_run_config
@@ -129,16 +128,14 @@ def _train(cfg: RunConfig, run_dir: Path, resume: bool, rank: int, world: int) -
     try:
         if len(batches):
             fit_started = time.perf_counter()
-            callbacks = [checkpoints] + ([PrometheusMetrics(metrics)] if metrics else [])
-            try:
-                _trainer(cfg, run_dir, rank, callbacks).fit(module, train_dataloaders=batches)
-            except SIGTERMException:
+            callbacks = [checkpoints, GracefulStop()] + ([PrometheusMetrics(metrics)] if metrics else [])
+            _trainer(cfg, run_dir, rank, callbacks).fit(module, train_dataloaders=batches)
+            fit_seconds = time.perf_counter() - fit_started - checkpoints.seconds
+            if module.stop_agreed:
                 saved = checkpoints.last_saved
                 where = "no checkpoint yet" if saved is None else f"the last checkpoint is at batch {saved}"
-                lost = "" if saved == module.position.consumed else " (the batches since are lost)"
                 raise TrainingInterrupted(f"stopped by SIGTERM after batch {module.position.consumed}; "
-                                          f"{where}{lost}; rerun with --resume to continue") from None
-            fit_seconds = time.perf_counter() - fit_started - checkpoints.seconds
+                                          f"{where}; rerun with --resume to continue")
         else:
             checkpoints.save(module)  # nothing left to train: make sure the final state is on disk
         if rank != 0:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from conftest import read_json, run_cli, run_cli_process, train_args
+from mainjob import read_json, run_cli, run_cli_process, train_args
 
 SCHEDULE = ["trainer.max_epochs=3", "trainer.max_steps=-1", "trainer.ckpt_every=20"]
 
@@ -38,3 +38,36 @@ def test_bad_model_key_with_nproc_exits_2_before_any_rank_starts(demo_root, tmp_
     result = run_cli_process(*train_args(demo_root, tmp_path / "run", "model.num_expert=3"), "--nproc", "2")
     assert result.returncode == 2 and "model.num_expert" in result.stderr and "num_experts" in result.stderr
     assert "torch.distributed" not in result.stderr and not (tmp_path / "run").exists()
+
+
+def test_sigterm_stops_both_ranks_after_the_same_step_with_a_checkpoint(demo_root, tmp_path):
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from mainjob import ROOT
+
+    run = tmp_path / "run"
+    schedule = ["trainer.max_epochs=20", "trainer.max_steps=-1", "trainer.ckpt_every=5"]
+    env = {**os.environ, "RECSYS_HMTL_PROGRESS": "0", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "recsys_hmtl.cli", *train_args(demo_root, run, *schedule),
+                             "--nproc", "2"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    pointer = run / "checkpoints" / "latest.json"
+    while not pointer.exists() and proc.poll() is None:
+        time.sleep(0.01)
+    first = json.loads(pointer.read_text())["step"]
+    proc.send_signal(signal.SIGTERM)  # as systemd or Kubernetes stop the job: to the main process
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode != 0
+    assert err.count("stopped by SIGTERM after batch") == 2, err[-3000:]  # both ranks, same batch
+    latest = json.loads(pointer.read_text())
+    assert latest["step"] > first and f"stopped by SIGTERM after batch {latest['step']};" in err
+    assert sorted(p.name for p in (run / "checkpoints" / latest["dir"]).iterdir()) == ["rank0.pt", "rank1.pt"]
+
+    resumed = run_cli_process(*train_args(demo_root, run, *schedule, "trainer.max_epochs=1"), "--nproc", "2",
+                              "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]

@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from conftest import read_json, run_cli, run_cli_process, train_args
+from mainjob import read_json, run_cli, run_cli_process, train_args
 from recsys_hmtl.priority import available_stages
 
 SMALL_MODELS = {

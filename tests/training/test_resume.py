@@ -13,7 +13,7 @@ import time
 import pytest
 import torch
 
-from conftest import ROOT, read_json, run_cli, run_cli_process, train_args
+from mainjob import ROOT, read_json, run_cli, run_cli_process, train_args
 
 # Long enough that the kill lands mid-run (a step takes a few ms; checkpoints every 5 batches).
 SCHEDULE = ["trainer.max_steps=120", "trainer.max_epochs=10", "stage.name=scd_vio"]

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import ROOT, read_json, run_cli
+from mainjob import ROOT, read_json, run_cli
 from recsys_hmtl.data.demo import write_demo_data
 from recsys_hmtl.data.synthetic import write_qk_video, write_tiktok
 
