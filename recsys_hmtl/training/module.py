@@ -7,7 +7,9 @@ Steps are counted here (``position``), not by ``trainer.global_step``.
 
 A non-finite loss skips the step on every rank (the finite flag is all-reduced first, so no rank
 waits in a collective the others skipped); after ``max_nonfinite`` in a row the run stops with
-:class:`TrainingDiverged` and no checkpoint is written for the bad steps.
+:class:`TrainingDiverged` and no checkpoint is written for the bad steps. A stop request (SIGTERM,
+see :class:`~recsys_hmtl.training.callbacks.GracefulStop`) travels in the same all-reduce, so every
+rank stops after the same step.
 """
 
 from __future__ import annotations
