@@ -32,7 +32,8 @@ def main(quick: bool = False) -> None:
             run = Path(tmp) / stage
             subprocess.run([*cli, "train", "--config", str(ROOT / "configs" / "kuairand_demo.yaml"),
                             "--out", str(run), "--set", f"data.root={tmp}", "--set", f"stage.name={stage}",
-                            "--set", "trainer.batch_size=4096", "--set", "trainer.ckpt_every=0"],
+                            "--set", "trainer.batch_size=4096", "--set", "trainer.ckpt_every=0",
+                            "--set", "trainer.max_epochs=1"],
                            check=True, env=env, capture_output=True)
             results[stage] = json.loads((run / "run_summary.json").read_text())
     base = results["sum"]["samples_per_second"]
