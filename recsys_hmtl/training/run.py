@@ -131,7 +131,7 @@ def _train(cfg: RunConfig, run_dir: Path, resume: bool, rank: int, world: int) -
             callbacks = [checkpoints, GracefulStop()] + ([PrometheusMetrics(metrics)] if metrics else [])
             _trainer(cfg, run_dir, rank, callbacks).fit(module, train_dataloaders=batches)
             fit_seconds = time.perf_counter() - fit_started - checkpoints.seconds
-            if module.stop_agreed:
+            if module.stop_agreed and len(batches):  # a stop at the very last step is a finished run
                 saved = checkpoints.last_saved
                 where = "no checkpoint yet" if saved is None else f"the last checkpoint is at batch {saved}"
                 raise TrainingInterrupted(f"stopped by SIGTERM after batch {module.position.consumed}; "
