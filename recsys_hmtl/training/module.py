@@ -47,7 +47,7 @@ class StepRecord:
     """What the last step did, for callbacks (metrics, logs)."""
 
     seconds: float = 0.0
-    samples: int = 0
+    samples: int = 0  # this rank's rows (Prometheus sums the ranks)
     losses: dict[str, float] = field(default_factory=dict)
     diagnostics: dict[str, float] = field(default_factory=dict)
     nonfinite_task: str | None = None
@@ -123,7 +123,7 @@ class MultiTaskTraining(pl.LightningModule):
     def _account(self, batch: Batch, losses: dict, bad: str | None, seconds: float) -> None:
         c = self.counters
         values = {t: float(v.detach()) for t, v in losses.items()}
-        self.last = StepRecord(seconds, batch.batch_size * self.world_size, values,
+        self.last = StepRecord(seconds, batch.batch_size, values,
                                self.stage.diagnostics(), bad)
         c.step_seconds += seconds
         if bad is not None:
@@ -137,7 +137,7 @@ class MultiTaskTraining(pl.LightningModule):
             return
         c.steps += 1
         c.consecutive_skipped = 0
-        c.samples += self.last.samples
+        c.samples += batch.batch_size * self.world_size
         if c.steps % self.log_every == 0:
             self._log_losses(values)
 
@@ -150,7 +150,7 @@ class MultiTaskTraining(pl.LightningModule):
         logged = {f"loss/{t}": float(v) for t, v in zip(self.tasks, vector)}
         logged["loss/sum"] = float(vector.sum())
         logged.update({f"stage/{k}": v for k, v in self.last.diagnostics.items()})
-        self.log_dict(logged, on_step=True, on_epoch=False, batch_size=self.last.samples)
+        self.log_dict(logged, on_step=True, on_epoch=False, batch_size=self.last.samples * self.world_size)
         self.log("loss", logged["loss/sum"], prog_bar=True, on_step=True, logger=False)
 
     # ---------------------------------------------------------------------------- checkpoints
