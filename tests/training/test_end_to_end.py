@@ -115,3 +115,18 @@ def test_evaluate_refuses_input_files_changed_since_training(tmp_path):
     result = run_cli_process("evaluate", "--run", run)
     assert result.returncode == 2 and log.name in result.stderr and "changed" in result.stderr
     assert not (run / "eval_report.json").exists()
+
+
+def test_a_sharding_plan_forced_in_the_config_is_used(demo_root, tmp_path):
+    run = tmp_path / "run"
+    plan = "trainer.plan={user_id: column_wise, video_id: data_parallel, author_id: table_wise}"
+    assert run_cli(*train_args(demo_root, run, plan)) == 0
+    import torch
+
+    latest = read_json(run / "checkpoints" / "latest.json")
+    model = torch.load(run / "checkpoints" / latest["dir"] / "rank0.pt", weights_only=True)["model"]
+    tables = {k.split(".")[-2]: v for k, v in model.items() if k.endswith(".weight") and "embedding_bags" in k}
+    assert isinstance(tables["user_id"], dict) and isinstance(tables["author_id"], dict)  # sharded
+    assert torch.is_tensor(tables["video_id"])  # data parallel: a plain replicated tensor
+    bad = run_cli_process(*train_args(demo_root, tmp_path / "bad", "trainer.plan={user_id: row_wise}"))
+    assert bad.returncode == 2 and "user_id" in bad.stderr
