@@ -152,11 +152,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"recsys-hmtl {args.command}: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # one paragraph, not a traceback, for scheduled jobs
+        if getattr(exc, "exit_code", 1) == 143:  # TrainingInterrupted: stopped on request, resumable
+            print(f"recsys-hmtl {args.command}: {exc}", file=sys.stderr)
+            return 143
         if args.debug:
             traceback.print_exc()
         print(f"recsys-hmtl {args.command}: failed: {type(exc).__name__}: {exc} "
               "(rerun with --debug for the traceback)", file=sys.stderr)
-        return getattr(exc, "exit_code", 1)  # 143: stopped by SIGTERM (TrainingInterrupted)
+        return 1
 
 
 if __name__ == "__main__":
