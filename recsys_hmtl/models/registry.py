@@ -9,53 +9,34 @@ tower's typed ``Params`` dataclass: unknown names, wrong types and bad values ra
 from __future__ import annotations
 
 import dataclasses
-import importlib
-import pkgutil
 import typing
-from typing import Any, Callable, Sequence, TypeVar
+from typing import Any, Sequence
 
 import torch
 
 from ..data.spec import FeatureSpec
 from ..errors import InputError, did_you_mean
+from ..registry import Registry
 from .base import ModelParams, MultiTaskModel
 
-_MODELS: dict[str, type[MultiTaskModel]] = {}
-_INFRASTRUCTURE = {"base", "registry", "layers", "embeddings"}
-M = TypeVar("M", bound=type[MultiTaskModel])
-
-
-def register_model(name: str) -> Callable[[M], M]:
-    def deco(cls: M) -> M:
-        if name in _MODELS and _MODELS[name] is not cls:
-            raise ValueError(f"model '{name}' registered twice")
-        cls.name = name
-        _MODELS[name] = cls
-        return cls
-
-    return deco
-
-
-def _discover() -> None:
-    package = __name__.rsplit(".", 1)[0]
-    for info in pkgutil.iter_modules(importlib.import_module(package).__path__):
-        if info.name not in _INFRASTRUCTURE and not info.name.startswith("_"):
-            importlib.import_module(f"{package}.{info.name}")
+MODELS: Registry[type[MultiTaskModel]] = Registry(
+    "model", __package__, {"base", "registry", "layers", "embeddings"}
+)
+register_model = MODELS.register
 
 
 def available_models() -> list[str]:
     """Names accepted by :func:`build_model`, sorted."""
-    _discover()
-    return sorted(_MODELS)
+    return MODELS.names()
 
 
 def model_class(name: str) -> type[MultiTaskModel]:
-    _discover()
-    if name not in _MODELS:
+    cls = MODELS.get(name)
+    if cls is None:
         raise InputError(
-            f"unknown model '{name}'", key="model.name", hint=did_you_mean(name, _MODELS)
+            f"unknown model '{name}'", key="model.name", hint=did_you_mean(name, MODELS.names())
         )
-    return _MODELS[name]
+    return cls
 
 
 def build_model(
