@@ -89,14 +89,7 @@ class AITM(MultiTaskModel):
             nn.Sequential(nn.Linear(dim, dim), nn.ReLU()) for _ in range(self.num_tasks - 1)
         )
         self.attention = AttentionTransferUnit(dim)
-        self.towers = GroupedMLP(
-            self.num_tasks,
-            dim,
-            [*params.tower_dims, 1],
-            shared_input=False,
-            dropout=params.dropout,
-            activate_last=False,
-        )
+        self.towers = self.task_towers(dim, shared_input=False)
 
     def forward(self, batch: Batch) -> MultiTaskOutput:
         x = self.embedding(batch)

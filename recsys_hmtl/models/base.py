@@ -34,6 +34,7 @@ from ..data.batch import Batch
 from ..data.spec import FeatureSpec
 from ..errors import InputError
 from .embeddings import FeatureEmbedding
+from .layers import GroupedMLP
 
 
 @dataclass(frozen=True)
@@ -99,6 +100,12 @@ class MultiTaskModel(nn.Module):
             table_prefix=table_prefix,
             device=self.embedding_device,
         )
+
+    def task_towers(self, in_dim: int, *, shared_input: bool) -> GroupedMLP:
+        """One tower per task, ``params.tower_dims`` then a logit, computed as one grouped MLP
+        (``shared_input``: every tower reads the same ``[B, in_dim]``, else ``[T, B, in_dim]``)."""
+        return GroupedMLP(self.num_tasks, in_dim, [*self.params.tower_dims, 1], shared_input=shared_input,
+                          dropout=self.params.dropout, activate_last=False)
 
     @property
     def num_tasks(self) -> int:

@@ -22,7 +22,6 @@ from torch import Tensor, nn
 from ..data.batch import Batch
 from ..data.spec import FeatureSpec
 from .base import ModelParams, MultiTaskModel, MultiTaskOutput
-from .layers import GroupedMLP
 from .registry import register_model
 
 
@@ -78,14 +77,7 @@ class ESMM(MultiTaskModel):
     ) -> None:
         super().__init__(features, tasks, params, embedding_device=embedding_device)
         self.embedding = self.feature_embedding()
-        self.towers = GroupedMLP(
-            self.num_tasks,
-            self.embedding.out_dim,
-            [*params.tower_dims, 1],
-            shared_input=True,
-            dropout=params.dropout,
-            activate_last=False,
-        )
+        self.towers = self.task_towers(self.embedding.out_dim, shared_input=True)
         self.chain = ChainedLogits()
 
     def forward(self, batch: Batch) -> MultiTaskOutput:

@@ -168,3 +168,10 @@ def mix_task_experts(gates: Tensor, experts: Tensor, experts_per_task: int) -> T
 def repeat_per_expert(x: Tensor, experts_per_input: int) -> Tensor:
     """``[T, B, d]`` → ``[T*K, B, d]``: task t's input for each of its K experts (K=1: as is)."""
     return x if experts_per_input == 1 else x.repeat_interleave(experts_per_input, dim=0)
+
+
+def level_shared_modules(levels: Sequence[nn.Module]) -> list[nn.Module]:
+    """The modules every task depends on in CGC-style levels (PLE, STEM): each level's shared
+    experts and, where the level has one, its shared gate."""
+    shared = [level.shared_experts for level in levels]
+    return shared + [level.shared_gate for level in levels if level.shared_gate is not None]

@@ -60,14 +60,7 @@ class MMoE(MultiTaskModel):
         )
         num_gates = self.num_tasks if self.gate_per_task else 1
         self.gates = Gates(num_gates, in_dim, params.num_experts, params.gate_dims, dropout=params.dropout)
-        self.towers = GroupedMLP(
-            self.num_tasks,
-            self.experts.out_dim,
-            [*params.tower_dims, 1],
-            shared_input=not self.gate_per_task,
-            dropout=params.dropout,
-            activate_last=False,
-        )
+        self.towers = self.task_towers(self.experts.out_dim, shared_input=not self.gate_per_task)
 
     def shared_modules(self) -> list[nn.Module]:
         return [self.experts]

@@ -21,7 +21,14 @@ from torch import Tensor, nn
 from ..data.batch import Batch
 from ..data.spec import FeatureSpec
 from .base import ModelParams, MultiTaskModel, MultiTaskOutput
-from .layers import Gates, GroupedMLP, mix_experts, mix_task_experts, repeat_per_expert
+from .layers import (
+    Gates,
+    GroupedMLP,
+    level_shared_modules,
+    mix_experts,
+    mix_task_experts,
+    repeat_per_expert,
+)
 from .registry import register_model
 
 
@@ -98,19 +105,10 @@ class PLE(MultiTaskModel):
             levels.append(CGCLevel(self.num_tasks, in_dim, params, first=first, last=last))
             in_dim = levels[-1].out_dim
         self.levels = nn.ModuleList(levels)
-        self.towers = GroupedMLP(
-            self.num_tasks,
-            in_dim,
-            [*params.tower_dims, 1],
-            shared_input=False,
-            dropout=params.dropout,
-            activate_last=False,
-        )
+        self.towers = self.task_towers(in_dim, shared_input=False)
 
     def shared_modules(self) -> list[nn.Module]:
-        shared = [level.shared_experts for level in self.levels]
-        gates = [level.shared_gate for level in self.levels if level.shared_gate is not None]
-        return shared + gates
+        return level_shared_modules(self.levels)
 
     def forward(self, batch: Batch) -> MultiTaskOutput:
         x = self.embedding(batch)

@@ -15,7 +15,7 @@ from torch import nn
 from ..data.batch import Batch
 from ..data.spec import FeatureSpec
 from .base import ModelParams, MultiTaskModel, MultiTaskOutput
-from .layers import MLP, GroupedMLP
+from .layers import MLP
 from .registry import register_model
 
 
@@ -43,14 +43,7 @@ class SharedBottom(MultiTaskModel):
         self.embedding = self.feature_embedding()
         self.bottom = MLP(self.embedding.out_dim, params.bottom_dims, params.dropout)
         # All task towers read the same bottom output: their first layers are one GEMM.
-        self.towers = GroupedMLP(
-            self.num_tasks,
-            self.bottom.out_dim,
-            [*params.tower_dims, 1],
-            shared_input=True,
-            dropout=params.dropout,
-            activate_last=False,
-        )
+        self.towers = self.task_towers(self.bottom.out_dim, shared_input=True)
 
     def shared_modules(self) -> list[nn.Module]:
         return [self.bottom]

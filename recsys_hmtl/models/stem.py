@@ -24,7 +24,14 @@ from torch import Tensor, nn
 from ..data.batch import Batch
 from ..data.spec import FeatureSpec
 from .base import ModelParams, MultiTaskModel, MultiTaskOutput
-from .layers import Gates, GroupedMLP, mix_experts, mix_task_experts, repeat_per_expert
+from .layers import (
+    Gates,
+    GroupedMLP,
+    level_shared_modules,
+    mix_experts,
+    mix_task_experts,
+    repeat_per_expert,
+)
 from .registry import register_model
 
 SHARED_PREFIX = "shared__"
@@ -118,19 +125,10 @@ class STEM(MultiTaskModel):
             )
             in_dim = levels[-1].out_dim
         self.levels = nn.ModuleList(levels)
-        self.towers = GroupedMLP(
-            self.num_tasks,
-            in_dim,
-            [*params.tower_dims, 1],
-            shared_input=False,
-            dropout=params.dropout,
-            activate_last=False,
-        )
+        self.towers = self.task_towers(in_dim, shared_input=False)
 
     def shared_modules(self) -> list[nn.Module]:
-        shared = [level.shared_experts for level in self.levels]
-        gates = [level.shared_gate for level in self.levels if level.shared_gate is not None]
-        return shared + gates
+        return level_shared_modules(self.levels)
 
     def forward(self, batch: Batch) -> MultiTaskOutput:
         x_shared = self.shared_embedding(batch)  # [B, F*dim + D]
