@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..config import RunConfig
 from ..data.pipeline import PreparedData, prepare
 from ..errors import InputError
 from ..evaluation.compare import compare_markdown, compare_runs
@@ -21,7 +22,7 @@ from ..evaluation.report import build_report, write_report
 from ..models import build_model
 from .checkpoint import CheckpointStore, assemble_full_state
 from .files import read_run_config
-from .setup import check_inputs_unchanged, model_hparams, run_labels
+from .setup import check_inputs_unchanged, input_fingerprint, model_hparams, run_labels
 
 SPLITS = ("val", "test")
 REPORT_FILE = "eval_report.json"
@@ -43,18 +44,19 @@ def score_split(model: torch.nn.Module, prepared: PreparedData, split: str, batc
     return np.concatenate(labels), np.concatenate(scores), np.concatenate(groups)
 
 
-def evaluate_checkpoint(run_dir: str | Path, split: str = "test", *,
+def evaluate_checkpoint(run_dir: str | Path, split: str = "test", *, cfg: RunConfig | None = None,
                         prepared: PreparedData | None = None) -> dict:
-    """The SPEC §7 report of ``split`` for the last checkpoint of ``run_dir``."""
+    """The SPEC §7 report of ``split`` for the last checkpoint of ``run_dir`` (``cfg``: the run's
+    config when the caller has it, else read from ``RUN_DIR/config.yaml``)."""
     if split not in SPLITS:
         raise InputError(f"unknown split '{split}'; use one of {list(SPLITS)}", key="--split")
     run_dir = Path(run_dir)
-    cfg = read_run_config(run_dir)
+    cfg = cfg or read_run_config(run_dir)
     latest = CheckpointStore(run_dir).latest()
     if latest is None:
         raise InputError("the run has no checkpoint yet", file=str(run_dir / "checkpoints"))
     if prepared is None:
-        check_inputs_unchanged(cfg, latest, "evaluate scores the files a run was trained on")
+        check_inputs_unchanged(input_fingerprint(cfg), latest, "evaluate scores the files a run was trained on")
         prepared = prepare(cfg.data, cfg.tasks)
     model = build_model(cfg.model.name, prepared.features, prepared.tasks, **model_hparams(cfg))
     state = assemble_full_state(Path(latest["path"]), int(latest["world_size"]))
@@ -84,9 +86,9 @@ def compare_run_dirs(run_dirs: list[str | Path]) -> str:
 def evaluate_run(run_dir: str | Path, split: str = "test", out: str | Path | None = None) -> dict:
     """``recsys-hmtl evaluate``: write ``eval_report.json`` (+ ``.md``), push it when configured."""
     run_dir = Path(run_dir)
-    report = evaluate_checkpoint(run_dir, split)
-    write_report(report, Path(out) if out else run_dir / REPORT_FILE)
     cfg = read_run_config(run_dir)
+    report = evaluate_checkpoint(run_dir, split, cfg=cfg)
+    write_report(report, Path(out) if out else run_dir / REPORT_FILE)
     if cfg.metrics.pushgateway:  # a push failure fails the job: its numbers are what it exports
         from ..monitoring import push_evaluation
 

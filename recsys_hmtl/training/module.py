@@ -27,7 +27,7 @@ from torch import nn
 from ..data.batch import Batch
 from ..priority import LossStage, NonFiniteLossError
 from .checkpoint import plain_state, restore_into
-from .losses import auxiliary_total, first_nonfinite, task_losses
+from .losses import auxiliary_total, detached_values, first_nonfinite, task_losses
 from .position import DataPosition
 
 
@@ -94,7 +94,8 @@ class MultiTaskTraining(pl.LightningModule):
         outputs = self.dmp(batch)
         losses = task_losses(outputs, batch.labels, self.tasks)
         extra = auxiliary_total(self._model[0].auxiliary_losses(outputs, batch.labels))
-        bad, self.stop_agreed = self._agree(first_nonfinite(losses, extra), self.stop_requested)
+        values, extra_value = detached_values(losses, extra)
+        bad, self.stop_agreed = self._agree(first_nonfinite(values, extra_value), self.stop_requested)
         optimizer = self.optimizers()
         if bad is None:
             optimizer.zero_grad(set_to_none=True)
@@ -105,7 +106,7 @@ class MultiTaskTraining(pl.LightningModule):
             else:
                 optimizer.step()
         seconds = time.perf_counter() - started
-        self._account(batch, losses, bad, seconds)
+        self._account(batch, values, bad, seconds)
         self.epoch_ended = self.position.advance(self.epoch_length)
         if self.epoch_ended:
             self.stage.end_epoch()
@@ -120,9 +121,8 @@ class MultiTaskTraining(pl.LightningModule):
         dist.all_reduce(flags, op=dist.ReduceOp.MAX)
         return bad or ("another rank" if int(flags[0]) else None), bool(flags[1])
 
-    def _account(self, batch: Batch, losses: dict, bad: str | None, seconds: float) -> None:
+    def _account(self, batch: Batch, values: dict[str, float], bad: str | None, seconds: float) -> None:
         c = self.counters
-        values = {t: float(v.detach()) for t, v in losses.items()}
         self.last = StepRecord(seconds, batch.batch_size, values,
                                self.stage.diagnostics(), bad)
         c.step_seconds += seconds

@@ -27,7 +27,6 @@ from pytorch_lightning.loggers import CSVLogger
 
 from ..config import RunConfig
 from ..data.pipeline import prepare
-from ..data.sources import fingerprint, resolve
 from ..errors import InputError
 from ..models import build_model
 from .callbacks import GracefulStop, PeriodicCheckpoint, PrometheusMetrics
@@ -36,8 +35,8 @@ from .evaluate import evaluate_checkpoint
 from .files import exclusive_run_folder, write_json, write_run_config
 from .module import MultiTaskTraining, TrainingInterrupted
 from .position import RemainingBatches
-from .setup import (build_loss_stage, check_inputs_unchanged, dense_optimizer_for, model_hparams,
-                    rank_and_world, run_labels, sharding_config)
+from .setup import (build_loss_stage, check_inputs_unchanged, dense_optimizer_for, input_fingerprint,
+                    model_hparams, rank_and_world, run_labels, sharding_config)
 from .sharding import ensure_process_group, shard_model
 
 log = logging.getLogger(__name__)
@@ -99,8 +98,9 @@ def _train(cfg: RunConfig, run_dir: Path, resume: bool, rank: int, world: int) -
     if latest is not None and not resume:
         raise InputError("the run folder already holds a checkpointed run", file=str(run_dir),
                          hint="pass --resume to continue it, or choose another --out")
+    inputs = input_fingerprint(cfg)
     if latest is not None:
-        check_inputs_unchanged(cfg, latest, "a resumed run continues on the data it started on")
+        check_inputs_unchanged(inputs, latest, "a resumed run continues on the data it started on")
     if cfg.trainer.batch_size % world:
         raise InputError(f"must be divisible by the number of processes ({world})", key="trainer.batch_size")
     pl.seed_everything(cfg.seed, workers=False, verbose=False)
@@ -120,7 +120,6 @@ def _train(cfg: RunConfig, run_dir: Path, resume: bool, rank: int, world: int) -
     samples_before = module.counters.samples
 
     metrics = _training_metrics(cfg, tasks=prepared.tasks, run_dir=run_dir, rank=rank)
-    inputs = fingerprint(resolve(cfg.data, cfg.tasks)[0])
     checkpoints = PeriodicCheckpoint(store, cfg.trainer.ckpt_every, digest, inputs)
     checkpoints.last_saved = None if latest is None else latest["step"]
     batches = RemainingBatches(epoch_batches, module.position, cfg.trainer.max_epochs, cfg.trainer.max_steps)
@@ -140,7 +139,7 @@ def _train(cfg: RunConfig, run_dir: Path, resume: bool, rank: int, world: int) -
             checkpoints.save(module)  # nothing left to train: make sure the final state is on disk
         if rank != 0:
             return {}
-        report = evaluate_checkpoint(run_dir, "val", prepared=prepared)
+        report = evaluate_checkpoint(run_dir, "val", cfg=cfg, prepared=prepared)
         if metrics:
             metrics.set_auc(split="val", aucs={t: v["auc"] for t, v in report["tasks"].items()},
                             gaucs={t: v["gauc"] for t, v in report["tasks"].items()})

@@ -81,12 +81,17 @@ def run_labels(cfg: RunConfig, run_dir: Path, rank: int = 0):
                      dataset=cfg.data.dataset, rank=rank)
 
 
-def check_inputs_unchanged(cfg: RunConfig, latest: dict, why: str) -> None:
-    """The input files (name, size, modification time) are those the checkpoint ``latest`` was
+def input_fingerprint(cfg: RunConfig) -> list[dict]:
+    """Path, size and modification time of every input file the config reads."""
+    return fingerprint(resolve(cfg.data, cfg.tasks)[0])
+
+
+def check_inputs_unchanged(inputs: list[dict], latest: dict, why: str) -> None:
+    """The input files ``inputs`` (:func:`input_fingerprint`) are those the checkpoint ``latest`` was
     trained on. Ids are encoded with vocabularies fitted on those files: other files would give
     every row the wrong embedding rows, silently, so they are refused (exit 2)."""
     trained_on = {f["path"]: f for f in latest.get("inputs", [])}
-    now = {f["path"]: f for f in fingerprint(resolve(cfg.data, cfg.tasks)[0])}
+    now = {f["path"]: f for f in inputs}
     changed = sorted(path for path in set(trained_on) | set(now) if trained_on.get(path) != now.get(path))
     if trained_on and changed:
         raise InputError(f"changed (size or modification time) since the run was trained; {why}",
