@@ -37,6 +37,7 @@ from .module import MultiTaskTraining, TrainingInterrupted
 from .position import RemainingBatches
 from .setup import (build_loss_stage, check_inputs_unchanged, dense_optimizer_for, input_fingerprint,
                     model_hparams, rank_and_world, run_labels, sharding_config)
+from .plan import plan_summary
 from .sharding import ensure_process_group, shard_model
 
 log = logging.getLogger(__name__)
@@ -157,6 +158,8 @@ def _train(cfg: RunConfig, run_dir: Path, resume: bool, rank: int, world: int) -
             "val_avg_auc": report["avg_auc"],
             "stage_diagnostics": module.stage.diagnostics(),
             "checkpoint": str(store.latest()["path"]),
+            "sharding": {table: {"type": t["sharding_type"], "ranks": t["ranks"]}
+                         for table, t in plan_summary(module.dmp.plan)["tables"].items()},
             "data": {"rows": prepared.report["rows"], "cache": prepared.report.get("cache")},
         }
     finally:

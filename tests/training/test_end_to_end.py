@@ -121,6 +121,11 @@ def test_a_sharding_plan_forced_in_the_config_is_used(demo_root, tmp_path):
     run = tmp_path / "run"
     plan = "trainer.plan={user_id: column_wise, video_id: data_parallel, author_id: table_wise}"
     assert run_cli(*train_args(demo_root, run, plan)) == 0
+    sharding = read_json(run / "run_summary.json")["sharding"]
+    assert {t: sharding[t]["type"] for t in ("user_id", "video_id", "author_id")} == {
+        "user_id": "column_wise", "video_id": "data_parallel", "author_id": "table_wise"}
+    assert all(s["type"] in {"table_wise", "column_wise", "table_column_wise"}
+               for t, s in sharding.items() if t not in ("user_id", "video_id", "author_id"))
     import torch
 
     latest = read_json(run / "checkpoints" / "latest.json")
