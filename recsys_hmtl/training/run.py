@@ -14,6 +14,7 @@ process group, no Lightning DDP on top of DMP's). The steps:
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import random
@@ -73,6 +74,9 @@ def train(cfg: RunConfig, run_dir: str | Path, resume: bool = False) -> dict:
         if rank == 0:
             _push_outcome(cfg, run_dir, success=False)
         raise
+    if world > 1:  # free the sharded model and its DDP/gloo state, then the group, before exit
+        gc.collect()  # (no barrier: rank 0 may still be scoring the validation split)
+        torch.distributed.destroy_process_group()
     return summary
 
 

@@ -4,6 +4,7 @@ and planned plans, world size 1 in this process and 2 gloo ranks in child proces
 from __future__ import annotations
 
 import copy
+import gc
 import json
 import os
 import subprocess
@@ -213,6 +214,9 @@ def run_rank(rank: int, world_size: int, store: str, out: str) -> None:
         dmp, _ = sharded(case)
         results[case] = {"losses": train_losses(dmp, local), "plan": plan_summary(dmp.plan)}
     Path(out).write_text(json.dumps(results))
+    del dmp  # free the sharded modules (their DDP/gloo state) before the group they use
+    gc.collect()
+    dist.barrier()
     dist.destroy_process_group()
 
 
