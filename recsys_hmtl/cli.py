@@ -53,6 +53,8 @@ def _parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("compare", help="seed-style table of runs against the one with stage 'sum'")
     c.add_argument("runs", nargs="+", metavar="RUN_DIR")
+    c.add_argument("--allow-partial", action="store_true",
+                   help="also compare reports of unfinished runs or stale checkpoints (marked in the table)")
 
     from .monitoring.check import add_arguments as metrics_check_arguments
 
@@ -73,10 +75,16 @@ def _demo_data(args: argparse.Namespace) -> int:
 @command("validate")
 def _validate(args: argparse.Namespace) -> int:
     from .config import load_config
-    from .data.validate import validate
+    from .data.pipeline import prepare
+    from .data.validate import summary
+    from .training.run_plan import resolve_run
+    from .training.setup import check_buildable
 
     cfg = load_config(args.config, args.overrides)
-    print(validate(cfg))
+    resolve_run(cfg)  # every configuration check train makes, before the data is read
+    prepared = prepare(cfg.data, cfg.tasks)
+    check_buildable(cfg, prepared)
+    print(summary(prepared))
     return 0
 
 
@@ -86,14 +94,19 @@ def _train(args: argparse.Namespace) -> int:
 
     from .config import load_config
 
+    from .training.files import check_run_folder
+    from .training.run_plan import resolve_run
+
     cfg = load_config(args.config, args.overrides)  # config errors: exit 2 before any process starts
     if args.nproc < 1:
         raise InputError(f"--nproc must be at least 1, got {args.nproc}")
+    resolve_run(cfg)
     if args.nproc > 1 and "WORLD_SIZE" not in os.environ:
         from .data.pipeline import prepare
         from .training.launch import launch
         from .training.setup import check_buildable
 
+        check_run_folder(args.out)  # a user's folder is refused before any rank starts
         check_buildable(cfg, prepare(cfg.data, cfg.tasks))  # bad input: exit 2 here, not in a rank
         forwarded = ["train", "--config", args.config, "--out", args.out]
         forwarded += [f"--set={item}" for item in args.overrides] + (["--resume"] if args.resume else [])
@@ -102,17 +115,27 @@ def _train(args: argparse.Namespace) -> int:
 
     summary = train(cfg, args.out, resume=args.resume)
     if summary:
+        from .evaluation.report import auc_warnings
+
         aucs = ", ".join(f"{t} {v['auc']:.4f}" for t, v in summary["val"].items() if v["auc"] is not None)
         print(f"trained {summary['steps']} steps; val AUC: {aucs}; avg {summary['val_avg_auc']:.4f}")
+        _warn(auc_warnings(summary["val"], "val"))
     return 0
+
+
+def _warn(lines: list[str]) -> None:
+    for line in lines:
+        print(f"warning: {line}", file=sys.stderr)
 
 
 @command("evaluate")
 def _evaluate(args: argparse.Namespace) -> int:
-    from .evaluation.report import report_markdown
+    from .evaluation.report import auc_warnings, report_markdown
     from .training.evaluate import evaluate_run
 
-    print(report_markdown(evaluate_run(args.run, args.split, args.out)))
+    report = evaluate_run(args.run, args.split, args.out)
+    print(report_markdown(report))
+    _warn(auc_warnings(report["tasks"], report["split"]))
     return 0
 
 
@@ -120,7 +143,9 @@ def _evaluate(args: argparse.Namespace) -> int:
 def _compare(args: argparse.Namespace) -> int:
     from .training.evaluate import compare_run_dirs
 
-    print(compare_run_dirs(args.runs))
+    table, warnings_ = compare_run_dirs(args.runs, allow_partial=args.allow_partial)
+    print(table)
+    _warn(warnings_)
     return 0
 
 
@@ -152,9 +177,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"recsys-hmtl {args.command}: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # one paragraph, not a traceback, for scheduled jobs
-        if getattr(exc, "exit_code", 1) == 143:  # TrainingInterrupted: stopped on request, resumable
+        if getattr(exc, "exit_code", 1) in (130, 143):  # TrainingInterrupted: stopped by Ctrl-C / SIGTERM
             print(f"recsys-hmtl {args.command}: {exc}", file=sys.stderr)
-            return 143
+            return exc.exit_code
         if args.debug:
             traceback.print_exc()
         print(f"recsys-hmtl {args.command}: failed: {type(exc).__name__}: {exc} "

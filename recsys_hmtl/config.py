@@ -7,6 +7,7 @@ file and the key (with the closest valid key), which the CLI reports with exit c
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import hashlib
 import json
 import types
@@ -89,10 +90,22 @@ def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] 
     raw: dict = {}
     if path is not None:
         p = Path(path)
+        if p.is_dir():
+            raise InputError("is a folder, not a config file", file=source, key="--config",
+                             hint="give the YAML file, e.g. configs/kuairand_mmoe.yaml")
         if not p.is_file():
-            raise InputError("config file not found", file=source)
+            raise InputError("config file not found", file=source, key="--config")
+        data = p.read_bytes()
         try:
-            raw = yaml.safe_load(p.read_text()) or {}
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise InputError(f"not a text (UTF-8) file: byte {exc.start + 1} cannot be decoded; "
+                             "a config is a YAML text file", file=source, key="--config") from None
+        if "\x00" in text:
+            raise InputError("not a text file (it holds NUL bytes); a config is a YAML text file",
+                             file=source, key="--config")
+        try:
+            raw = yaml.safe_load(text) or {}
         except yaml.YAMLError as exc:
             raise InputError(f"not valid YAML ({exc})", file=source) from None
         if not isinstance(raw, dict):
@@ -185,6 +198,8 @@ def _convert(tp: Any, value: Any, source: str, where: str) -> Any:
     if tp is str:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return str(value)  # dates such as 20220506 written without quotes
+        if isinstance(value, datetime.date):
+            return value.isoformat()  # 2022-05-06 without quotes: YAML reads a date
         if not isinstance(value, str):
             raise InputError(f"expected a string, got {value!r}", file=source, key=where)
         return value

@@ -1,14 +1,19 @@
 """Cache of encoded splits: one folder per (input files, configuration), Parquet frames + JSON documents.
 
-The folder name is a hash of the inputs' fingerprints (path, size, modification time: a ``stat``, no
-read) and of the resolved data configuration and tasks (``cache_dir`` excluded), plus the cache
-format and the Polars version. Touching an input file or changing the configuration therefore gives
-another folder; the old one stays until deleted (``rm -r <cache_dir>``).
+The folder name is a hash of the inputs' contents (path, size and SHA-256 digest, read once per
+version of a file: :mod:`~recsys_hmtl.data.digests`) and of the resolved data configuration and tasks
+(``cache_dir`` excluded), plus the cache format and the Polars version. Changing an input file's
+content (even keeping its size and modification time) or the configuration therefore gives another
+folder; touching a file does not. An old folder stays until deleted (``rm -r <cache_dir>``).
 
 An entry is written to a temporary folder beside its final place and renamed into place at the end,
 so a reader never sees half an entry, and a crash or a failed validation leaves nothing behind. When
 two processes (e.g. the ranks of a distributed run) write the same entry, the first rename wins and
 the other copy is discarded: both hold the same data.
+
+An entry that cannot be read back (a Parquet file truncated or overwritten, a JSON document that is
+not JSON, a frame that does not match the report) raises :class:`CorruptEntry`; the pipeline then
+removes it and writes it again.
 """
 
 from __future__ import annotations
@@ -25,8 +30,9 @@ from pathlib import Path
 import polars as pl
 
 from .config import DataConfig, TaskConfig
+from .shown import first_line
 
-CACHE_FORMAT = 1  # bump when the layout or the encoding changes
+CACHE_FORMAT = 2  # bump when the layout or the encoding changes
 DEFAULT_FOLDER = ".recsys_hmtl_cache"
 
 
@@ -37,14 +43,26 @@ def cache_root(cfg: DataConfig) -> Path:
 
 
 def cache_key(fingerprints: list[dict], cfg: DataConfig, tasks: list[TaskConfig]) -> str:
-    """Hash of the input fingerprints and of the resolved configuration (``cache_dir`` excluded)."""
+    """Hash of the input files' contents (path, size, sha256 of each fingerprint) and of the resolved
+    configuration (``cache_dir`` excluded)."""
     config = dataclasses.asdict(cfg)
     config.pop("cache_dir", None)
+    inputs = [{k: f.get(k) for k in ("path", "size", "sha256")} for f in fingerprints]
     blob = json.dumps({
-        "format": CACHE_FORMAT, "polars": pl.__version__, "inputs": fingerprints, "data": config,
+        "format": CACHE_FORMAT, "polars": pl.__version__, "inputs": inputs, "data": config,
         "tasks": [[t.name, t.label_column] for t in tasks],
     }, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
+
+
+# What reading a damaged entry raises: Polars (a bad Parquet file, or a panic in its reader), the file
+# system, json (ValueError), and documents of the wrong shape (KeyError, TypeError).
+READ_ERRORS = (pl.exceptions.PolarsError, pl.exceptions.PanicException, OSError, ValueError, KeyError,
+               TypeError)
+
+
+class CorruptEntry(Exception):
+    """A cache entry that cannot be read back; the message names the file and the reason."""
 
 
 @dataclass(frozen=True)
@@ -58,10 +76,30 @@ class CacheEntry:
             (self.path / f"{n}.json").is_file() for n in documents)
 
     def read_frames(self, names: list[str]) -> dict[str, pl.DataFrame]:
-        return {n: pl.read_parquet(self.path / f"{n}.parquet") for n in names}
+        """The frames; :class:`CorruptEntry` if one cannot be read."""
+        return {n: self._read(f"{n}.parquet", pl.read_parquet) for n in names}
 
     def read_document(self, name: str) -> dict:
-        return json.loads((self.path / f"{name}.json").read_text())
+        """A JSON document (a mapping); :class:`CorruptEntry` if it cannot be read."""
+        document = self._read(f"{name}.json", lambda path: json.loads(path.read_text()))
+        if not isinstance(document, dict):
+            raise CorruptEntry(f"{self.path / f'{name}.json'}: not a JSON object")
+        return document
+
+    def remove(self) -> None:
+        """Delete the entry (renamed aside first, so that no reader sees it half deleted)."""
+        aside = self.path.parent / f".del-{self.path.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        try:
+            os.rename(self.path, aside)
+        except OSError:
+            aside = self.path
+        shutil.rmtree(aside, ignore_errors=True)
+
+    def _read(self, name: str, reader):
+        try:
+            return reader(self.path / name)
+        except READ_ERRORS as exc:
+            raise CorruptEntry(f"{self.path / name}: {first_line(exc)}") from exc
 
     def write(self, frames: dict[str, pl.DataFrame], documents: dict[str, dict]) -> bool:
         """Write the entry atomically; False when another process wrote it first (its copy is kept)."""

@@ -7,7 +7,9 @@ generic reader for a user's own CSV/Parquet logs, configured entirely by these f
 
 from __future__ import annotations
 
+import datetime
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass
@@ -72,6 +74,9 @@ class SideTableConfig:
 class SplitConfig:
     """``date``: rows with ``column`` ≥ ``test_start`` are test, ≥ ``val_start`` validation (YYYYMMDD;
     empty → the last ``test_days`` days are test and the ``val_days`` before them validation).
+    ``date_range`` ([first, last], inclusive, YYYYMMDD or YYYY-MM-DD) is the span the data should
+    cover (a preset's published span, else none); rows outside it are refused or dropped
+    (``data.out_of_range``). It applies to date splits only.
     ``random``: ``fractions`` (train, val, test) with ``seed``."""
 
     kind: str = "date"  # date | random
@@ -82,6 +87,15 @@ class SplitConfig:
     test_days: int = 2
     fractions: list[float] = field(default_factory=lambda: [0.8, 0.1, 0.1])
     seed: int = 2024
+    # [first, last]; None: the preset's (KuaiRand), else none; [] none. YAML's unquoted 2022-04-08 is
+    # a date: any of these forms is accepted and kept as text (YYYYMMDD / YYYY-MM-DD), checked on resolve.
+    date_range: list[Any] | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.date_range, (list, tuple)):
+            self.date_range = [v.strftime("%Y%m%d") if isinstance(v, datetime.date)
+                               else str(v) if isinstance(v, int) and not isinstance(v, bool) else v
+                               for v in self.date_range]
 
 
 @dataclass
@@ -99,6 +113,7 @@ class DataConfig:
     dense: list[DenseFeatureConfig] = field(default_factory=list)
     user_column: str = "user_id"  # GAUC groups
     split: SplitConfig = field(default_factory=SplitConfig)
+    out_of_range: str = "error"  # rows of a date split outside split.date_range: error | drop
     min_count: int = 1  # default rare-id threshold for every sparse feature
     use_random_log: bool = False  # KuaiRand: add log_random_* to the input
     use_statistic_features: bool = False  # KuaiRand video_features_statistic_*: leaks the future

@@ -3,7 +3,10 @@
 The first run with given input files and configuration reads, validates, splits and encodes them and
 writes the result to the cache (``cache``); every later run reads the cache (``cache: hit <dir>`` in
 the log and ``report["cache"]``). Validation happens before anything is written, so bad input leaves
-no cache entry.
+no cache entry. A cache entry that cannot be read back is logged, removed and written again.
+
+Rows of a date split dated outside ``data.split.date_range`` are refused or dropped before the split
+(:mod:`~recsys_hmtl.data.dates`).
 """
 
 from __future__ import annotations
@@ -11,12 +14,14 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import polars as pl
 
-from .cache import CacheEntry, cache_key, cache_root
+from .cache import CacheEntry, CorruptEntry, cache_key, cache_root
 from .config import DataConfig, TaskConfig
+from .dates import restrict_to_range
+from .digests import DigestMemo
 from .encode import GROUP_COLUMN, Encoder, fit_encoder, label_column
 from .sources import fingerprint, load, resolve
 from .spec import FeatureSpec
@@ -43,13 +48,23 @@ class PreparedData:
     cache_hit: bool = False
     cache_dir: Path | None = None
     fitted: Encoder | None = field(default=None, repr=False)
+    rebuild: Callable[[], "PreparedData"] | None = field(default=None, repr=False)  # a hit: encode again
 
     def encoder(self) -> Encoder:
-        """Vocabularies and dense statistics (read from the cache on a hit, where they are not loaded)."""
+        """Vocabularies and dense statistics (read from the cache on a hit, where they are not loaded;
+        a damaged document there is logged and the entry rebuilt)."""
         if self.fitted is None:
             if self.cache_dir is None:
                 raise RuntimeError("no encoder: the data was neither encoded here nor cached")
-            self.fitted = Encoder.from_dict(CacheEntry(self.cache_dir).read_document("encoder"))
+            entry = CacheEntry(self.cache_dir)
+            try:
+                self.fitted = Encoder.from_dict(entry.read_document("encoder"))
+            except (CorruptEntry, KeyError, TypeError, ValueError) as exc:
+                if self.rebuild is None:
+                    raise
+                _discard(entry, exc)
+                rebuilt = self.rebuild()
+                self.fitted, self.cache_dir = rebuilt.fitted, rebuilt.cache_dir
         return self.fitted
 
     def stream(self, split: str, batch_size: int, **options: Any) -> "BatchStream":
@@ -62,20 +77,53 @@ class PreparedData:
 
 def prepare(data_cfg: DataConfig, tasks: list[TaskConfig], *, use_cache: bool = True) -> PreparedData:
     """Resolve the preset, then read the cache or load + split + encode (+ write the cache)."""
-    cfg, tasks = resolve(data_cfg, tasks)
-    entry = CacheEntry(cache_root(cfg) / cache_key(fingerprint(cfg), cfg, tasks)) if use_cache else None
-    if entry is not None and entry.exists(list(SPLITS), list(DOCUMENTS)):
-        log.info("cache: hit %s", entry.path)
-        report = entry.read_document("report")
-        report.update(cache=f"hit {entry.path}", cache_hit=True, cache_dir=str(entry.path))
-        features = FeatureSpec.from_dict(entry.read_document("features"))
-        return PreparedData(entry.read_frames(list(SPLITS)), features, [t.name for t in tasks], report,
-                            cache_hit=True, cache_dir=entry.path)
-
-    prepared = _encode(cfg, tasks)
-    if entry is None:
+    cfg, resolved = resolve(data_cfg, tasks)
+    if not use_cache:
+        prepared = _encode(cfg, resolved)
         prepared.report.update(cache="off", cache_hit=False, cache_dir=None)
         return prepared
+    memo = DigestMemo(cache_root(cfg))  # saved only once the data has passed validation
+    entry = CacheEntry(cache_root(cfg) / cache_key(fingerprint(cfg, memo), cfg, resolved))
+    if entry.exists(list(SPLITS), list(DOCUMENTS)):
+        try:
+            prepared = _read_entry(entry, [t.name for t in resolved])
+        except CorruptEntry as exc:
+            _discard(entry, exc)
+        else:
+            log.info("cache: hit %s", entry.path)
+            prepared.rebuild = lambda: prepare(data_cfg, tasks)
+            memo.save()
+            return prepared
+    prepared = _write_entry(entry, _encode(cfg, resolved))
+    memo.save()
+    return prepared
+
+
+def _read_entry(entry: CacheEntry, tasks: list[str]) -> PreparedData:
+    """The prepared data of a cache hit; :class:`CorruptEntry` if the entry does not read back whole."""
+    report = entry.read_document("report")
+    try:
+        features = FeatureSpec.from_dict(entry.read_document("features"))
+        rows = {name: int(report["rows"][name]) for name in SPLITS}
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CorruptEntry(f"{entry.path}: a document lacks {exc}") from exc
+    splits = entry.read_frames(list(SPLITS))
+    columns = [*features.sparse_names, *features.dense, *(label_column(t) for t in tasks), GROUP_COLUMN]
+    for name, frame in splits.items():
+        if frame.height != rows[name] or sorted(frame.columns) != sorted(columns):
+            raise CorruptEntry(f"{entry.path / f'{name}.parquet'}: {frame.height} rows and columns "
+                               f"{frame.columns[:8]}, not the {rows[name]} rows and columns of the report")
+    report.update(cache=f"hit {entry.path}", cache_hit=True, cache_dir=str(entry.path))
+    return PreparedData(splits, features, tasks, report, cache_hit=True, cache_dir=entry.path)
+
+
+def _discard(entry: CacheEntry, exc: Exception) -> None:
+    log.warning("cache: entry %s is damaged (%s); removing it and encoding the data again", entry.path, exc)
+    entry.remove()
+
+
+def _write_entry(entry: CacheEntry, prepared: PreparedData) -> PreparedData:
+    """Write ``prepared`` to ``entry`` (a read-only folder is logged, not fatal)."""
     prepared.report.update(cache=f"miss, wrote {entry.path}", cache_hit=False, cache_dir=str(entry.path))
     try:
         entry.write(prepared.splits, {"features": prepared.features.to_dict(),
@@ -90,10 +138,12 @@ def prepare(data_cfg: DataConfig, tasks: list[TaskConfig], *, use_cache: bool = 
 
 def _encode(cfg: DataConfig, tasks: list[TaskConfig]) -> PreparedData:
     loaded = load(cfg, tasks)
-    frame, loaded_report = loaded.frame, loaded.report
+    frame, range_info = restrict_to_range(loaded.frame, cfg, loaded.locate)
+    loaded_report = loaded.report
     del loaded  # the raw frame is freed as soon as it is encoded
     source = ", ".join(loaded_report.get("files", {})) or None
     codes, split_info = assign_splits(frame, cfg.split, source=source)
+    split_info.update(range_info)
     encoder = fit_encoder(frame, codes == 0, cfg.sparse, cfg.dense, cfg.min_count)
     task_names = [t.name for t in tasks]
     encoded = frame.lazy().select(

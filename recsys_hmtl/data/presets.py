@@ -17,6 +17,8 @@ Feature choices (DATASETS.md):
   measured during or after the view (``play_time_ms``, ``profile_stay_time``, ``comment_stay_time``)
   and the labels are never features. ``use_statistic_features`` adds the month-averaged counters of
   ``video_features_statistic_*`` (they leak the future under a date split, hence off by default).
+  Date split; the logs cover 2022-04-08 .. 2022-05-08 (``split.date_range``: rows dated outside it
+  are refused, or dropped with ``data.out_of_range: drop``).
 - TikTok: ids ``uid, user_city, item_id, author_id, item_city, channel, music_id, device_id``
   (``-1`` = missing), dense ``video_duration``; random 81/9/10 split; ids seen < 10 times folded.
 - QK-Video: ``user_id, item_id, video_category, gender, age`` and ``hist_1..hist_10`` as one
@@ -37,6 +39,7 @@ from ..errors import InputError, did_you_mean
 from .config import (
     DataConfig, DenseFeatureConfig, SideTableConfig, SparseFeatureConfig, SplitConfig, TaskConfig,
 )
+from .dates import OUT_OF_RANGE, date_range
 from .schema import (
     KUAIRAND_LOG, KUAIRAND_STATISTIC, KUAIRAND_USER, KUAIRAND_VIDEO, QK_VIDEO, TIKTOK, TIKTOK_COLUMNS,
     FileSchema,
@@ -160,6 +163,10 @@ def _check(cfg: DataConfig, tasks: list[TaskConfig], preset: DatasetPreset) -> N
     if cfg.split.kind not in ("date", "random"):
         raise InputError(f"unknown split kind '{cfg.split.kind}'", key="data.split.kind",
                          hint=did_you_mean(cfg.split.kind, ["date", "random"]))
+    if cfg.out_of_range not in OUT_OF_RANGE:
+        raise InputError(f"unknown value '{cfg.out_of_range}'", key="data.out_of_range",
+                         hint=did_you_mean(str(cfg.out_of_range), OUT_OF_RANGE))
+    date_range(cfg.split)  # a malformed range is refused here, before any file is read
     _unique([t.name for t in tasks], "tasks")
     _unique([f.name for f in [*cfg.sparse, *cfg.dense]], "data.sparse/data.dense")
     labels = {t.label_column: t.name for t in tasks}
@@ -192,6 +199,7 @@ KUAIRAND_LOGS = {
     "27k": [f"log_standard_{days}_27k_part{k}.csv"  # each period in two parts
             for days in ("4_08_to_4_21", "4_22_to_5_08") for k in (1, 2)],
 }
+KUAIRAND_DATES = ("20220408", "20220508")  # the published span of the standard and random logs
 KUAIRAND_STATISTIC_FILES = {
     "1k": "video_features_statistic_1k.csv", "pure": "video_features_statistic_pure.csv",
     "27k": "video_features_statistic_27k_part[123].csv",  # three parts, read as one table
@@ -226,7 +234,7 @@ def _kuairand(variant: str, user: DataConfig) -> DataConfig:
     return DataConfig(
         dataset="kuairand", variant=variant, files=files, format="csv", separator=",", has_header=True,
         side_tables=sides, sparse=sparse, dense=dense, user_column="user_id",
-        split=SplitConfig(kind="date", column="date"), min_count=1,
+        split=SplitConfig(kind="date", column="date", date_range=list(KUAIRAND_DATES)), min_count=1,
     )
 
 

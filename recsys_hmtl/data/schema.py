@@ -6,7 +6,8 @@ Known files (DATASETS.md) declare their kinds in a :class:`FileSchema`; other co
 their role in the config (a label, a dense feature, an id of unknown type).
 
 Row numbers in messages are 1-based data rows, the header excluded; CSV messages add the line of the
-file (``row 17 (line 18 of the file)`` when there is a header), assuming one record per line.
+file (``row 17 (line 18 of the file)`` when there is a header), assuming one record per line. Values
+are shown cut to about 200 characters (:mod:`~recsys_hmtl.data.shown`); other lines of a file never.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Callable, Mapping
 import polars as pl
 
 from ..errors import InputError
+from .shown import clipped, shown
 
 
 class Kind(str, Enum):
@@ -29,13 +31,14 @@ class Kind(str, Enum):
     STR = "str"  # String, as written
     AUTO = "auto"  # an id of unknown type: Int64 if every value is an integer, else String
     DATE = "date"  # a day as YYYYMMDD Int64 (from integers, "YYYY-MM-DD" strings or dates)
+    DAY = "day"  # the same, in a file that writes YYYYMMDD integers (read as Int64 on the fast path)
 
 
 # The dtype a CSV column of each kind is parsed as (the fast path; a parse failure falls back to
 # reading the columns as text and locating the first bad value with :func:`coerce`).
 CSV_DTYPE: dict[Kind, pl.DataType] = {
     Kind.INT: pl.Int64(), Kind.LABEL: pl.Int8(), Kind.FLOAT: pl.Float64(), Kind.CODE: pl.Float64(),
-    Kind.STR: pl.String(), Kind.AUTO: pl.String(), Kind.DATE: pl.String(),
+    Kind.STR: pl.String(), Kind.AUTO: pl.String(), Kind.DATE: pl.String(), Kind.DAY: pl.Int64(),
 }
 
 # Text that means "no value" wherever an integer or a number is expected (pandas writes NaN).
@@ -65,7 +68,7 @@ KUAIRAND_VIDEO_COLUMNS = (
     "video_id", "author_id", "video_type", "upload_dt", "upload_type", "visible_status", "video_duration",
     "server_width", "server_height", "music_id", "music_type", "tag",
 )
-KUAIRAND_LOG = FileSchema({c: Kind.INT for c in KUAIRAND_LOG_COLUMNS})
+KUAIRAND_LOG = FileSchema({**{c: Kind.INT for c in KUAIRAND_LOG_COLUMNS}, "date": Kind.DAY})
 # The Pure files write codes as floats with blanks ("4.0", ""), ranges as quoted strings ("[100,1k)").
 KUAIRAND_USER = FileSchema({
     "user_id": Kind.INT, "user_active_degree": Kind.STR,
@@ -104,13 +107,14 @@ class Where:
     path: Path
     has_header: bool | None
 
-    def row_error(self, column: str, index: int, message: str) -> InputError:
+    def row_error(self, column: str | None, index: int, message: str, hint: str | None = None) -> InputError:
+        """An error at data row ``index`` (0-based) of this file."""
         row = index + 1
         if self.has_header is None:
             at = f"row {row} (1-based)"
         else:
             at = f"row {row} (line {row + int(self.has_header)} of the file)"
-        err = InputError(f"{at}: {message}", file=str(self.path), column=column)
+        err = InputError(f"{at}: {message}", file=str(self.path), column=column, hint=hint)
         err.row = row
         return err
 
@@ -168,7 +172,7 @@ def _integers(series: pl.Series, what: str) -> tuple[pl.Series, Problem | None]:
     if dtype.is_float():
         values = series.fill_nan(None)
         bad = values.is_not_null() & ((values != values.floor()) | (values.abs() >= 2.0**63))
-        problem = _first(bad, series, lambda v: f"{v!r} is not {what}")
+        problem = _first(bad, series, lambda v: f"{shown(v)} is not {what}")
         return (values.cast(pl.Int64, strict=False) if problem is None else series), problem
     if dtype == pl.String:
         text = _text(series)
@@ -178,7 +182,7 @@ def _integers(series: pl.Series, what: str) -> tuple[pl.Series, Problem | None]:
             floats = text.cast(pl.Float64, strict=False)
             ints = ints.zip_with(ints.is_not_null(), floats.cast(pl.Int64, strict=False))
             bad = text.is_not_null() & (floats.is_null() | (floats != floats.floor()) | ints.is_null())
-            return ints, _first(bad, series, lambda v: f"{v!r} is not {what}")
+            return ints, _first(bad, series, lambda v: f"{shown(v)} is not {what}")
         return ints, None
     return series, (0, f"holds {dtype} values, not {what}")
 
@@ -202,7 +206,7 @@ def _to_label(series: pl.Series) -> tuple[pl.Series, Problem | None]:
     if problem is not None:
         return series, problem
     problem = _first(ints.is_null(), series, lambda v: "the label is missing (empty or NaN)")
-    outside = _first(~ints.is_in([0, 1]), ints, lambda v: f"label {v} is outside {{0, 1}}")
+    outside = _first(~ints.is_in([0, 1]), ints, lambda v: f"label {shown(v)} is outside {{0, 1}}")
     problem = min((p for p in (problem, outside) if p is not None), default=None)
     return (ints.cast(pl.Int8) if problem is None else series), problem
 
@@ -215,7 +219,7 @@ def _to_float(series: pl.Series) -> tuple[pl.Series, Problem | None]:
     if dtype == pl.String:
         text = _text(series)
         floats = text.cast(pl.Float64, strict=False)
-        problem = _first(text.is_not_null() & floats.is_null(), series, lambda v: f"{v!r} is not a number")
+        problem = _first(text.is_not_null() & floats.is_null(), series, lambda v: f"{shown(v)} is not a number")
         return floats.fill_nan(None), problem
     return series, (0, f"holds {dtype} values, not numbers")
 
@@ -234,26 +238,35 @@ def _to_auto(series: pl.Series) -> tuple[pl.Series, Problem | None]:
 
 
 @coercer(Kind.DATE)
+@coercer(Kind.DAY)
 def _to_date(series: pl.Series) -> tuple[pl.Series, Problem | None]:
+    """YYYYMMDD Int64 from dates, integers or text (YYYYMMDD, YYYY-MM-DD); real calendar days only."""
     if series.dtype in (pl.Date, pl.Datetime) or isinstance(series.dtype, pl.Datetime):
         return series.dt.strftime("%Y%m%d").cast(pl.Int64), None
-    what = "a date (YYYYMMDD or YYYY-MM-DD)"
+    what = "a calendar date (YYYYMMDD or YYYY-MM-DD)"
     if series.dtype == pl.String:
         text = _text(series)
-        days = text.str.to_date("%Y-%m-%d", strict=False).dt.strftime("%Y%m%d").cast(pl.Int64)
         ints = text.cast(pl.Int64, strict=False)
-        series = ints.zip_with(ints.is_not_null(), days)
-        bad = text.is_not_null() & series.is_null()
-        problem = _first(bad, text, lambda v: f"{v!r} is not {what}")
-        if problem is not None:
-            return series, problem
+        if ints.null_count() > text.null_count():  # some YYYY-MM-DD (or bad) text
+            days = text.str.to_date("%Y-%m-%d", strict=False).dt.strftime("%Y%m%d").cast(pl.Int64)
+            ints = ints.zip_with(ints.is_not_null(), days)
+            problem = _first(text.is_not_null() & ints.is_null(), text, lambda v: f"{shown(v)} is not {what}")
+            if problem is not None:
+                return series, problem
+        series = ints
     ints, problem = _integers(series, what)
     if problem is not None:
         return series, problem
-    valid = (ints // 10000).is_between(1900, 2999) & (ints // 100 % 100).is_between(1, 12) & (
-        ints % 100).is_between(1, 31)
-    bad = ints.is_not_null() & ~valid
-    return ints, _first(bad, ints, lambda v: f"{v} is not {what}")
+    bad = ints.is_not_null() & ~ints.is_in(_calendar_days(ints).to_list())
+    return ints, _first(bad, ints, lambda v: f"{shown(v)} is not {what}")
+
+
+def _calendar_days(ints: pl.Series) -> pl.Series:
+    """The distinct values of ``ints`` that are real days YYYYMMDD of the years 1900..2999 (not
+    20220231, nor 20230229): checked once per distinct value, a log has few."""
+    distinct = ints.drop_nulls().unique()
+    days = distinct.cast(pl.String).str.to_date("%Y%m%d", strict=False)
+    return distinct.filter(days.is_not_null() & (distinct // 10000).is_between(1900, 2999))
 
 
 # --- header checks --------------------------------------------------------------------------------
@@ -268,15 +281,16 @@ def _numeric(text: str) -> bool:
 def check_header(path: Path, names: list[str], dataset: str, separator: str) -> None:
     """A file that should start with a header: line 1 must not be data."""
     if names and all(_numeric(n.strip()) for n in names):
-        shown = separator.join(names[:6]) + (separator + "..." if len(names) > 6 else "")
         raise InputError(
-            f"line 1 is data ({shown!r}), not a header; {dataset} files start with a header line",
+            f"line 1 is data ({_fields(names, separator)}), not a header; {dataset} files start with a "
+            "header line",
             file=str(path),
             hint="set data.has_header: false and list data.columns if this file has no header",
         )
     duplicated = sorted({n for n in names if names.count(n) > 1})
     if duplicated:
-        raise InputError(f"the header repeats column names: {', '.join(duplicated)}", file=str(path))
+        raise InputError(f"the header repeats column names: {clipped(', '.join(map(shown, duplicated)))}",
+                         file=str(path))
 
 
 def check_no_header(path: Path, first: list[str], columns: list[str], aliases: Mapping[str, str],
@@ -289,7 +303,7 @@ def check_no_header(path: Path, first: list[str], columns: list[str], aliases: M
         numeric and bool(words) and all(w.isidentifier() for w in words))
     if looks_named:
         raise InputError(
-            f"line 1 looks like a header ({separator.join(first[:6])!r}), but {dataset} files have no header",
+            f"line 1 looks like a header ({_fields(first, separator)}), but {dataset} files have no header",
             file=str(path),
             hint="remove that line, or set data.has_header: true if this file is meant to have one",
         )
@@ -297,7 +311,13 @@ def check_no_header(path: Path, first: list[str], columns: list[str], aliases: M
         sep = {"\t": "tab", ",": "comma"}.get(separator, repr(separator))
         raise InputError(
             f"line 1 has {len(first)} {sep}-separated fields, expected {len(columns)} "
-            f"({', '.join(columns)})",
+            f"({clipped(', '.join(columns))})",
             file=str(path),
             hint="check data.separator and data.columns",
         )
+
+
+def _fields(fields: list[str], separator: str) -> str:
+    """The first fields of line 1, for a message: at most 6, each and all cut."""
+    text = separator.join(clipped(f, 40) for f in fields[:6]) + (separator + "..." if len(fields) > 6 else "")
+    return shown(text)

@@ -9,7 +9,11 @@ files never pay for that. File names are looked up under ``data.root`` and then 
 (``video_features_statistic_27k_part[123].csv``): the matching files are read as one table.
 
 Missing side rows are left as nulls (the encoder maps them to the missing index) and counted in
-``LoadedData.report["side_tables"]``.
+``LoadedData.report["side_tables"]``. A CSV row with more fields than the header (or ``data.columns``)
+is refused (:mod:`~recsys_hmtl.data.ragged`).
+
+:func:`fingerprint` gives each input file's stat key and content digest
+(:mod:`~recsys_hmtl.data.digests`): the cache key and the resume check compare contents.
 """
 
 from __future__ import annotations
@@ -22,9 +26,13 @@ from typing import Mapping
 import polars as pl
 
 from ..errors import InputError, closest, did_you_mean
+from .cache import cache_root
 from .config import DataConfig, SideTableConfig, TaskConfig
+from .digests import DigestMemo
 from .presets import DatasetPreset, get_preset, resolve
+from .ragged import EXTRA, drop_extra, large_csv_fields, with_extra
 from .schema import CSV_DTYPE, FileSchema, Kind, Where, check_header, check_no_header, coerce
+from .shown import clipped, first_line, shown
 
 __all__ = ["LoadedData", "fingerprint", "input_files", "load", "resolve"]
 
@@ -39,6 +47,15 @@ ROLE_ORDER = ("label", "key", "date", "number", "id", "text")
 class LoadedData:
     frame: pl.DataFrame  # logs in file order, needed columns only, side tables joined, typed
     report: dict = field(default_factory=dict)  # files, rows, side_tables, columns, missing_values
+    logs: list[tuple[Where, int]] = field(default_factory=list)  # each log file and its row count, in order
+
+    def locate(self, index: int) -> tuple[Where, int]:
+        """The log file holding row ``index`` (0-based) of :attr:`frame`, and the row's index in it."""
+        for where, rows in self.logs:
+            if index < rows:
+                return where, index
+            index -= rows
+        raise IndexError(index)
 
 
 @dataclass(frozen=True)
@@ -60,7 +77,7 @@ class _Table:
             try:
                 names = pl.scan_parquet(self.path).collect_schema().names()
             except (pl.exceptions.PolarsError, OSError) as exc:
-                raise InputError(f"not a readable Parquet file ({_first_line(exc)})",
+                raise InputError(f"not a readable Parquet file ({first_line(exc)})",
                                  file=str(self.path)) from None
             return [self.aliases.get(n, n) for n in names]
         first = self._first_line()
@@ -71,19 +88,26 @@ class _Table:
         check_header(self.path, first, self.dataset, self.separator)
         return [self.aliases.get(n, n) for n in first]
 
+    @property
+    def where(self) -> Where:
+        return Where(self.path, None if self.format == "parquet" else self.has_header)
+
     def read(self, names: list[str], kinds: dict[str, Kind], keys: set[str]) -> pl.DataFrame:
-        """The ``kinds`` columns, typed and checked (:func:`coerce`)."""
-        where = Where(self.path, None if self.format == "parquet" else self.has_header)
+        """The ``kinds`` columns, typed and checked (:func:`coerce`); a CSV row with more fields than
+        ``names`` is refused."""
+        where = self.where
         if self.format == "parquet":
             renames = {raw: name for raw, name in zip(self._raw_names(), names) if raw != name}
             frame = _collect(pl.scan_parquet(self.path).rename(renames).select(list(kinds)), self.path)
         else:
             schema = {n: CSV_DTYPE[kinds[n]] if n in kinds else pl.String() for n in names}
             try:
-                frame = self._scan(schema).select(list(kinds)).collect()
+                frame = self._scan(schema).select(*kinds, EXTRA).collect()
             except pl.exceptions.PolarsError:  # locate the bad value on the slow path
                 text = {n: pl.String() for n in names}
-                frame = _collect(self._scan(text).select(list(kinds)), self.path)
+                frame = _collect(self._scan(text).select(*kinds, EXTRA), self.path)
+            named = "one per header name" if self.has_header else "one per name in data.columns"
+            frame = drop_extra(frame, where, len(names), self.separator, named=named)
         if frame.height == 0:
             raise InputError("no data rows" + (" after the header" if where.has_header else ""),
                              file=str(self.path))
@@ -100,10 +124,13 @@ class _Table:
             raise InputError("line 1 is not UTF-8 text: not a CSV file?", file=str(self.path)) from None
         if not text.strip():
             raise InputError("the file is empty" if not head else "line 1 is blank", file=str(self.path))
-        return [f.strip() for f in next(csv.reader([text], delimiter=self.separator))]
+        with large_csv_fields():
+            return [f.strip() for f in next(csv.reader([text], delimiter=self.separator))]
 
     def _scan(self, schema: dict) -> pl.LazyFrame:
-        return pl.scan_csv(self.path, separator=self.separator, has_header=self.has_header, schema=schema,
+        """The CSV file with ``schema`` and the sentinel column of extra fields (:mod:`.ragged`)."""
+        return pl.scan_csv(self.path, separator=self.separator, has_header=self.has_header,
+                           schema=with_extra(schema), truncate_ragged_lines=True,
                            null_values=list(self.schema.null_values) or None)
 
     def _raw_names(self) -> list[str]:
@@ -114,11 +141,7 @@ def _collect(frame: pl.LazyFrame, path: Path) -> pl.DataFrame:
     try:
         return frame.collect()
     except pl.exceptions.PolarsError as exc:
-        raise InputError(f"cannot be read ({_first_line(exc)})", file=str(path)) from None
-
-
-def _first_line(exc: Exception) -> str:
-    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(f"cannot be read ({first_line(exc)})", file=str(path)) from None
 
 
 # --- files ----------------------------------------------------------------------------------------
@@ -128,12 +151,15 @@ def input_files(cfg: DataConfig) -> list[Path]:
     return paths + [p for side in cfg.side_tables for p in _locate(cfg, side.file, "side table")]
 
 
-def fingerprint(cfg: DataConfig) -> list[dict]:
-    """Name, size and modification time of every input file (a cache key; stat only)."""
-    out = []
-    for path in input_files(cfg):
-        stat = path.stat()
-        out.append({"path": str(path), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns})
+def fingerprint(cfg: DataConfig, memo: DigestMemo | None = None) -> list[dict]:
+    """``{path, size, mtime_ns, ctime_ns, inode, sha256}`` of every input file: the stat key and the
+    content digest, read once per stat key (:mod:`.digests`). With a ``memo`` the caller saves it;
+    without one the memo under the cache root is used and saved there if that folder exists."""
+    own = memo is None
+    memo = memo or DigestMemo(cache_root(cfg))
+    out = [memo.fingerprint(path) for path in input_files(cfg)]
+    if own and memo.path.parent.is_dir():
+        memo.save()
     return out
 
 
@@ -195,12 +221,13 @@ def load(cfg: DataConfig, tasks: list[TaskConfig]) -> LoadedData:
 
     log_columns = [c for c in needed if owner[c] == -1]
     keys = {c for c in log_columns if "key" in needed[c][0]}
-    frames, files = [], {}
+    frames, files, log_parts = [], {}, []
     for table, names in zip(logs, log_names):
         _require(table.path, names, log_columns, needed)
         frame = table.read(names, {c: _kind(needed[c][0], table.schema, c) for c in log_columns}, keys)
         files[str(table.path)] = frame.height
         frames.append(frame)
+        log_parts.append((table.where, frame.height))
     frame = pl.concat(frames, how="vertical_relaxed")
 
     side_report, joined = {}, frame.lazy()
@@ -226,7 +253,7 @@ def load(cfg: DataConfig, tasks: list[TaskConfig]) -> LoadedData:
         "side_tables": side_report, "columns": {n: str(t) for n, t in frame.schema.items()},
         "missing_values": {n: v for n, v in nulls.items() if v},
     }
-    return LoadedData(frame=frame, report=report)
+    return LoadedData(frame=frame, report=report, logs=log_parts)
 
 
 Needs = dict[str, tuple[set[str], list[str]]]  # column -> (roles, what uses it)
@@ -267,8 +294,9 @@ def _kind(roles: set[str], schema: FileSchema, column: str) -> Kind:
         return Kind.FLOAT
     if role == "text":
         return Kind.STR
-    default = Kind.DATE if role == "date" else Kind.AUTO
-    return schema.kinds.get(column, default)
+    if role == "date":  # a calendar day, whatever else the file's schema says
+        return Kind.DAY if schema.kinds.get(column) is Kind.DAY else Kind.DATE
+    return schema.kinds.get(column, Kind.AUTO)
 
 
 def _assign(needed: Needs, log_path: Path, log_names: list[str], sides: list,
@@ -309,7 +337,7 @@ def _names_hint(column: str, names: list[str]) -> str:
         for sep, label in (("\t", "a tab"), (",", "','"), (";", "';'"), ("|", "'|'")):
             if sep in names[0]:
                 return f"the header is a single name; the file seems separated by {label}: set data.separator."
-    return did_you_mean(column, set(names))
+    return clipped(did_you_mean(column, {clipped(n, 60) for n in names}), 1000)
 
 
 def _read_side(side: SideTableConfig, parts: list[_Table], names: list[str], columns: list[str],
@@ -329,8 +357,8 @@ def _read_side(side: SideTableConfig, parts: list[_Table], names: list[str], col
         again = int((table.get_column(side.key) == value).arg_true()[1])
         (part, index), (other, index2) = _locate_row(parts, frames, first), _locate_row(parts, frames, again)
         where = f"row {index2 + 1}" + ("" if other is part else f" of {other.path}")
-        raise Where(part.path, None if part.format == "parquet" else True).row_error(
-            side.key, index, f"key {value!r} appears again in {where}; a side table has one row per key")
+        raise part.where.row_error(
+            side.key, index, f"key {shown(value)} appears again in {where}; a side table has one row per key")
     return table
 
 

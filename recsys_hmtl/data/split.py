@@ -3,6 +3,8 @@
 ``date``: rows on or after ``test_start`` are test, rows on or after ``val_start`` (and before
 ``test_start``) validation, earlier rows train. Cut dates left empty are derived from the distinct
 dates present: the last ``test_days`` dates are test and the ``val_days`` before them validation.
+Rows dated outside ``date_range`` were refused or dropped before (:mod:`~recsys_hmtl.data.dates`);
+the description of the cut counts the rows of every date (``rows_per_date``) for the summary.
 
 ``random``: each row draws ``u`` in [0, 1) from a hash of (its position in the concatenated logs,
 ``seed``) and falls in train / val / test by the cumulative ``fractions``. The hash (SplitMix64,
@@ -23,6 +25,7 @@ import polars as pl
 
 from ..errors import InputError, did_you_mean
 from .config import SplitConfig
+from .dates import parse_date
 
 SPLITS = ("train", "val", "test")  # split codes 0, 1, 2
 SplitFunction = Callable[[pl.DataFrame, SplitConfig, "str | None"], "tuple[np.ndarray, dict]"]
@@ -67,7 +70,7 @@ def _by_date(frame: pl.DataFrame, cfg: SplitConfig, source: str | None) -> tuple
     values = dates.to_numpy()
     codes = (values >= val_start).astype(np.uint8) + (values >= test_start).astype(np.uint8)
     info = {"kind": "date", "column": cfg.column, "val_start": val_start, "test_start": test_start,
-            "first_date": int(values.min()), "last_date": int(values.max())}
+            "first_date": int(values.min()), "last_date": int(values.max()), "rows_per_date": rows_per_date(dates)}
     counts = np.bincount(codes, minlength=len(SPLITS))
     for code, name in enumerate(SPLITS):
         if counts[code] == 0:
@@ -83,14 +86,20 @@ def _by_date(frame: pl.DataFrame, cfg: SplitConfig, source: str | None) -> tuple
     return codes, info
 
 
+def rows_per_date(dates: pl.Series) -> list[list[int]]:
+    """``[[date, rows], ...]`` in date order (a list: JSON keeps it as it is)."""
+    counts = dates.value_counts(name="rows").sort(dates.name)
+    return [[int(d), int(n)] for d, n in counts.iter_rows()]
+
+
 def date_cuts(dates: pl.Series, cfg: SplitConfig, source: str | None = None) -> tuple[int, int]:
     """(val_start, test_start) as YYYYMMDD integers: the configured ones, else derived from the dates."""
     for key, days in (("test_days", cfg.test_days), ("val_days", cfg.val_days)):
         if days < 1:
             raise InputError(f"must be at least 1, got {days}", key=f"data.split.{key}")
     distinct = dates.unique().sort().to_numpy()
-    test_start = _parse_date(cfg.test_start, "test_start")
-    val_start = _parse_date(cfg.val_start, "val_start")
+    test_start = parse_date(cfg.test_start, "data.split.test_start")
+    val_start = parse_date(cfg.val_start, "data.split.val_start")
     if test_start is None:
         if val_start is not None:  # the test days follow the validation start
             after = distinct[distinct >= val_start]
@@ -112,16 +121,6 @@ def date_cuts(dates: pl.Series, cfg: SplitConfig, source: str | None = None) -> 
     if val_start >= test_start:
         raise InputError(f"val_start {val_start} must come before test_start {test_start}", key="data.split")
     return val_start, test_start
-
-
-def _parse_date(text: str | None, key: str) -> int | None:
-    """'20220506' or '2022-05-06' -> 20220506."""
-    if text is None or str(text).strip() == "":
-        return None
-    digits = str(text).strip().replace("-", "")
-    if len(digits) != 8 or not digits.isdigit():
-        raise InputError(f"expected a date YYYYMMDD, got {text!r}", key=f"data.split.{key}")
-    return int(digits)
 
 
 @split_kind("random")

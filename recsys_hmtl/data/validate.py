@@ -11,12 +11,15 @@ from typing import TYPE_CHECKING
 from .pipeline import PreparedData, prepare
 from .split import SPLITS
 
+DATES_SHOWN = 31  # a date split with more dates shows the first and the last DATES_SHOWN
+
 if TYPE_CHECKING:
     from ..config import RunConfig
 
 
 def validate(run_cfg: "RunConfig") -> str:
-    """Rows per split, positive rate per task, vocabulary sizes, side-feature coverage, cache hit/miss."""
+    """Rows per split (and per date, for a date split), rows dropped outside the date range, positive
+    rate per task, vocabulary sizes, side-feature coverage, cache hit/miss."""
     return summary(prepare(run_cfg.data, run_cfg.tasks))
 
 
@@ -25,8 +28,10 @@ def summary(prepared: PreparedData) -> str:
     report = prepared.report
     lines = [f"dataset: {report.get('dataset')} ({report.get('variant')})", "input files:"]
     lines += [f"  {path}: {rows:,} rows" for path, rows in report.get("files", {}).items()]
-    lines.append(_split_line(report.get("split", {})))
+    split = report.get("split", {})
+    lines.append(_split_line(split))
     lines.append("rows: " + ", ".join(f"{name} {report['rows'][name]:,}" for name in SPLITS))
+    lines += _date_lines(split)
 
     width = max(len(t) for t in [*prepared.tasks, "task"])
     lines.append("positive rate per task, in priority order:")
@@ -59,6 +64,28 @@ def summary(prepared: PreparedData) -> str:
                          f"{side['missing']:,} without a side row; {side['rows']:,} side rows)")
     lines.append(f"cache: {report.get('cache')}")
     return "\n".join(lines)
+
+
+def _date_lines(split: dict) -> list[str]:
+    """Rows dropped outside the date range, and the table date -> rows -> split of a date split."""
+    lines = []
+    if split.get("dropped_out_of_range"):
+        first, last = split["date_range"]
+        lines.append(f"dropped: {split['dropped_out_of_range']:,} rows dated outside {first}..{last} "
+                     "(data.out_of_range: drop)")
+    per_date = split.get("rows_per_date") or []
+    if not per_date:
+        return lines
+    lines.append(f"rows per date ({len(per_date)} dates):")
+    shown = per_date if len(per_date) <= 2 * DATES_SHOWN else per_date[:DATES_SHOWN] + [None] + per_date[-DATES_SHOWN:]
+    for item in shown:
+        if item is None:
+            lines.append(f"  ... {len(per_date) - 2 * DATES_SHOWN} more dates ...")
+            continue
+        day, rows = item
+        name = "test" if day >= split["test_start"] else "val" if day >= split["val_start"] else "train"
+        lines.append(f"  {day}  {rows:>12,}  {name}")
+    return lines
 
 
 def _split_line(split: dict) -> str:

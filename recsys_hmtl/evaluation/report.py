@@ -26,7 +26,7 @@ from recsys_hmtl.evaluation.auc import ArrayLike, as_numpy, auc, check_labels_sc
 from recsys_hmtl.evaluation.counts import ScoreCounts
 
 __all__ = [
-    "task_report", "make_report", "build_report", "report_from_counts", "report_markdown",
+    "task_report", "make_report", "build_report", "report_from_counts", "report_markdown", "auc_warnings",
     "write_report", "json_safe", "atomic_write_text",
 ]
 
@@ -87,6 +87,25 @@ def report_from_counts(counts: ScoreCounts, split: str) -> dict[str, Any]:
     return make_report(split, counts.rows, per_task)
 
 
+def auc_warnings(tasks: Mapping[str, Mapping[str, Any]], split: str) -> list[str]:
+    """One sentence per task whose AUC is undefined in ``split`` (no positives, or no negatives):
+    a number a reader would otherwise miss as a ``null`` in JSON."""
+    out = []
+    for task, entry in tasks.items():
+        positives, rows = entry.get("positives"), entry.get("rows")
+        if positives == 0:
+            why = "no positives"
+        elif positives is not None and rows is not None and positives == rows:
+            why = "no negatives"
+        elif entry.get("auc") is None or not math.isfinite(entry["auc"]):
+            why = "single-class labels"
+        else:
+            continue
+        out.append(f"task '{task}' has {why} in the {split} split ({rows} rows): its AUC is undefined "
+                   "and left out of Avg. AUC")
+    return out
+
+
 def _fmt(x: Any, digits: int = 6) -> str:
     if x is None or (isinstance(x, float) and not math.isfinite(x)):
         return "n/a"
@@ -107,8 +126,7 @@ def report_markdown(report: Mapping[str, Any]) -> str:
     without = list(report.get("tasks_without_auc", []))
     n_defined = len(report["tasks"]) - len(without)
     lines += ["", f"**Avg. AUC: {_fmt(report['avg_auc'])}** (mean over {n_defined} task(s) with an AUC)"]
-    if without:
-        lines.append(f"Tasks without an AUC (single-class labels), left out of the average: {', '.join(without)}.")
+    lines += [f"**Warning:** {w}." for w in auc_warnings(report["tasks"], report["split"])]
     lines += ["", "GAUC weights each user's AUC by the user's impressions; users whose labels for a task "
               "are all equal have no AUC and are skipped (column *users skipped*).", ""]
     return "\n".join(lines)

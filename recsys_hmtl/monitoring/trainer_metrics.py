@@ -96,7 +96,7 @@ class TrainingMetrics:
         except OSError as exc:
             why = "the port is already in use" if exc.errno == errno.EADDRINUSE else (exc.strerror or str(exc))
             raise OSError(exc.errno, f"cannot serve metrics on {addr}:{port}: {why}; set metrics.port to a "
-                          "free port (0 picks one) or stop the other process") from exc
+                          "free port (0 turns the endpoint off) or stop the other process") from exc
         return self.port
 
     @property

@@ -47,20 +47,39 @@ class PeriodicCheckpoint(pl.Callback):
 
 
 class GracefulStop(pl.Callback):
-    """SIGTERM (a scheduler stopping the job) → finish the step every rank agrees on, checkpoint
-    it (:class:`PeriodicCheckpoint`), stop. The handler only raises ``module.stop_requested``; the
-    training step all-reduces it with the non-finite flag, so all ranks stop after the same step
-    (Lightning's own SIGTERM handling, replaced here while training runs, stops each rank at the
-    step it happened to be in). Lightning restores the previous handlers when ``fit`` ends."""
+    """SIGTERM (a scheduler stopping the job) or Ctrl-C (SIGINT) → finish the step every rank agrees
+    on, checkpoint it (:class:`PeriodicCheckpoint`), stop. The handler only raises
+    ``module.stop_requested``; the training step all-reduces it with the non-finite flag, so all
+    ranks stop after the same step (Lightning's own SIGTERM handling, replaced here while training
+    runs, stops each rank at the step it happened to be in). A second Ctrl-C interrupts at once
+    (the default handler is back after the first). The previous handlers return when fit ends."""
+
+    def __init__(self) -> None:
+        self._previous: dict[int, object] = {}
 
     def on_train_start(self, trainer, module) -> None:
-        if threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGTERM, lambda signum, frame: setattr(module, "stop_requested", True))
+        if threading.current_thread() is not threading.main_thread():
+            return
+
+        def request(signum, frame) -> None:
+            module.stop_requested = True
+            module.stop_signal = signal.Signals(signum).name
+            if signum == signal.SIGINT:
+                log.warning("Ctrl-C: checkpointing after this step, then stopping (Ctrl-C again to abort)")
+                signal.signal(signal.SIGINT, signal.default_int_handler)
+
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            self._previous[signum] = signal.signal(signum, request)
 
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
         if module.stop_agreed:
-            log.info("SIGTERM: stopping after batch %d", module.position.consumed)
+            log.info("%s: stopping after batch %d", module.stop_signal, module.position.consumed)
             trainer.should_stop = True
+
+    def teardown(self, trainer, module, stage: str) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self._previous.clear()
 
 
 class PrometheusMetrics(pl.Callback):

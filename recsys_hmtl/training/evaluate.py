@@ -18,7 +18,7 @@ from ..config import RunConfig
 from ..data.pipeline import PreparedData, prepare
 from ..errors import InputError
 from ..evaluation.compare import compare_markdown, compare_runs
-from ..evaluation.report import build_report, write_report
+from ..evaluation.report import auc_warnings, build_report, write_report
 from ..models import build_model
 from .checkpoint import CheckpointStore, assemble_full_state
 from .files import read_run_config
@@ -26,6 +26,7 @@ from .setup import check_inputs_unchanged, input_fingerprint, model_hparams, run
 
 SPLITS = ("val", "test")
 REPORT_FILE = "eval_report.json"
+SUMMARY_FILE = "run_summary.json"
 
 
 @torch.no_grad()
@@ -64,21 +65,65 @@ def evaluate_checkpoint(run_dir: str | Path, split: str = "test", *, cfg: RunCon
     labels, scores, groups = score_split(model, prepared, split, cfg.trainer.eval_batch_size)
     report = build_report(split, labels, scores, groups, prepared.tasks)
     report["checkpoint"] = {"path": str(latest["path"]), "batch": latest["step"], "steps": latest.get("steps")}
+    report["final"] = report_status(run_dir, report) is None
     return report
 
 
-def compare_run_dirs(run_dirs: list[str | Path]) -> str:
+def report_status(run_dir: Path, report: dict) -> str | None:
+    """Why ``report`` (an ``eval_report.json`` of ``run_dir``) is not the finished run's, or None.
+
+    A report is final when it scored the checkpoint the run ended on: ``run_summary.json`` (written
+    when training completes) names that batch. A report made while training was still going, or
+    before a ``--resume`` trained further, is partial or stale."""
+    batch = (report.get("checkpoint") or {}).get("batch")
+    summary_path = run_dir / SUMMARY_FILE
+    if not summary_path.is_file():
+        return f"evaluated at batch {batch} while the run had not finished training (no {SUMMARY_FILE})"
+    try:
+        finished = json.loads(summary_path.read_text()).get("batches")
+    except (json.JSONDecodeError, AttributeError):
+        return f"{SUMMARY_FILE} is unreadable"
+    latest = CheckpointStore(run_dir).latest()
+    if latest is not None and latest["step"] != finished:
+        return f"the run is training again (checkpoint at batch {latest['step']}, finished at {finished})"
+    if batch != finished:
+        return f"stale: evaluated at batch {batch}, the run has since trained to batch {finished}"
+    return None
+
+
+def compare_run_dirs(run_dirs: list[str | Path], allow_partial: bool = False) -> tuple[str, list[str]]:
     """``recsys-hmtl compare``: the seed-style table of the runs' ``eval_report.json`` against the
-    run with stage ``sum`` (Markdown)."""
-    runs = []
+    run with stage ``sum`` (Markdown), and warnings (tasks without an AUC, partial reports).
+
+    Reports of different splits are never compared; reports that are not the finished run's
+    (:func:`report_status`) are refused unless ``allow_partial``, and then marked."""
+    runs, splits, partial, warnings = [], {}, {}, []
     for run_dir in map(Path, run_dirs):
         path = run_dir / REPORT_FILE
         if not path.is_file():
             raise InputError("no eval_report.json: run `recsys-hmtl evaluate --run` first", file=str(run_dir))
         cfg = read_run_config(run_dir)
-        runs.append((run_dir.name, cfg.stage.name, json.loads(path.read_text())))
+        try:
+            report = json.loads(path.read_text())
+        except json.JSONDecodeError as exc:
+            raise InputError(f"not a JSON report ({exc})", file=str(path)) from None
+        splits[str(run_dir)] = report.get("split")
+        status = report_status(run_dir, report)
+        if status is not None:
+            partial[str(run_dir)] = status
+        label = run_dir.name + (" (partial)" if status is not None else "")
+        runs.append((label, cfg.stage.name, report))
+        warnings += [f"{run_dir.name}: {w}" for w in auc_warnings(report.get("tasks", {}), report.get("split"))]
+    if len(set(splits.values())) > 1:
+        raise InputError("the reports are of different splits ("
+                         + "; ".join(f"{run}: {split}" for run, split in splits.items()) + ")",
+                         hint="evaluate every run on the same split (recsys-hmtl evaluate --split)")
+    if partial and not allow_partial:
+        raise InputError("not the finished runs' reports: " + "; ".join(f"{r}: {why}" for r, why in partial.items()),
+                         hint="rerun `recsys-hmtl evaluate` once training has finished, or pass --allow-partial")
+    warnings += [f"{run}: {why}" for run, why in partial.items()]
     try:
-        return compare_markdown(compare_runs(runs))
+        return compare_markdown(compare_runs(runs)), warnings
     except ValueError as exc:
         raise InputError(str(exc)) from None
 

@@ -36,10 +36,16 @@ class TrainingDiverged(RuntimeError):
 
 
 class TrainingInterrupted(RuntimeError):
-    """The run was stopped by SIGTERM; ``--resume`` continues it (exit code 143, as a shell reports
-    a process ended by SIGTERM)."""
+    """The run was stopped by SIGTERM or Ctrl-C (SIGINT) after a checkpoint; ``--resume`` continues
+    it. Exit code 128 + the signal number, as a shell reports a process the signal ended: 143 for
+    SIGTERM, 130 for SIGINT."""
 
-    exit_code = 143
+    EXIT_CODES = {"SIGTERM": 143, "SIGINT": 130}
+
+    def __init__(self, message: str, signal_name: str = "SIGTERM") -> None:
+        super().__init__(message)
+        self.signal_name = signal_name
+        self.exit_code = self.EXIT_CODES[signal_name]
 
 
 @dataclass
@@ -79,7 +85,8 @@ class MultiTaskTraining(pl.LightningModule):
         self.counters = Counters()
         self.last = StepRecord()
         self.epoch_ended = False
-        self.stop_requested = False  # set by the SIGTERM handler (GracefulStop)
+        self.stop_requested = False  # set by the SIGTERM / SIGINT handler (GracefulStop)
+        self.stop_signal = "SIGTERM"  # which signal asked for the stop
         self.stop_agreed = False     # every rank stops after this step
 
     # ------------------------------------------------------------------------------ Lightning

@@ -3,9 +3,11 @@
 Every rank runs :func:`train` (torchrun sets RANK/WORLD_SIZE; one process per rank, our own
 process group, no Lightning DDP on top of DMP's). The steps:
 
-1. ``RUN_DIR/config.yaml`` (the resolved config) and the checkpoint store; ``--resume`` continues
-   from ``checkpoints/latest.json`` (a run with nothing to resume starts fresh, so a scheduled
-   ``--resume`` works on the first day too); an existing run without ``--resume`` is refused.
+1. The configuration checks (:func:`~recsys_hmtl.training.run_plan.resolve_run`), the run folder
+   (a user's non-empty folder is refused), ``RUN_DIR/config.yaml`` (the resolved config) and the
+   checkpoint store; ``--resume`` continues from the newest intact checkpoint (a run with nothing
+   to resume starts fresh, so a scheduled ``--resume`` works on the first day too); an existing
+   run without ``--resume`` is refused.
 2. The data (rank 0 encodes and caches first; the others read the cache), the tower on the meta
    device sharded by DMP with the fused sparse optimizer, the loss stage, the dense optimizer.
 3. Lightning fits the remaining batches; checkpoints every ``trainer.ckpt_every`` and at the end.
@@ -36,6 +38,7 @@ from .evaluate import evaluate_checkpoint
 from .files import exclusive_run_folder, write_json, write_run_config
 from .module import MultiTaskTraining, TrainingInterrupted
 from .position import RemainingBatches
+from .run_plan import resolve_run
 from .setup import (build_loss_stage, check_inputs_unchanged, dense_optimizer_for, input_fingerprint,
                     model_hparams, rank_and_world, run_labels, sharding_config)
 from .plan import plan_summary
@@ -64,6 +67,7 @@ def train(cfg: RunConfig, run_dir: str | Path, resume: bool = False) -> dict:
     pushes ``run_success 0`` and leaves the last-success timestamp alone."""
     run_dir = Path(run_dir)
     rank, world = rank_and_world()
+    resolve_run(cfg)  # every configuration error before the run folder is touched
     try:
         with exclusive_run_folder(run_dir) if rank == 0 else nullcontext():
             summary = _train(cfg, run_dir, resume, rank, world)
@@ -99,7 +103,7 @@ def _push_outcome(cfg: RunConfig, run_dir: Path, success: bool, summary: dict | 
 def _train(cfg: RunConfig, run_dir: Path, resume: bool, rank: int, world: int) -> dict:
     started = time.perf_counter()
     store = CheckpointStore(run_dir, rank, world)
-    latest = store.latest()
+    latest = store.resume_point() if resume else store.latest()  # resume: newest intact checkpoint
     if latest is not None and not resume:
         raise InputError("the run folder already holds a checkpointed run", file=str(run_dir),
                          hint="pass --resume to continue it, or choose another --out")
@@ -138,8 +142,9 @@ def _train(cfg: RunConfig, run_dir: Path, resume: bool, rank: int, world: int) -
             if module.stop_agreed and len(batches):  # a stop at the very last step is a finished run
                 saved = checkpoints.last_saved
                 where = "no checkpoint yet" if saved is None else f"the last checkpoint is at batch {saved}"
-                raise TrainingInterrupted(f"stopped by SIGTERM after batch {module.position.consumed}; "
-                                          f"{where}; rerun with --resume to continue")
+                raise TrainingInterrupted(f"stopped by {module.stop_signal} after batch "
+                                          f"{module.position.consumed}; {where}; rerun with --resume "
+                                          "to continue", module.stop_signal)
         else:
             checkpoints.save(module)  # nothing left to train: make sure the final state is on disk
         if rank != 0:

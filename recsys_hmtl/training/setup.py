@@ -82,17 +82,32 @@ def run_labels(cfg: RunConfig, run_dir: Path, rank: int = 0):
 
 
 def input_fingerprint(cfg: RunConfig) -> list[dict]:
-    """Path, size and modification time of every input file the config reads."""
+    """Path, stat key and content digest of every input file the config reads
+    (:func:`~recsys_hmtl.data.sources.fingerprint`)."""
     return fingerprint(resolve(cfg.data, cfg.tasks)[0])
 
 
 def check_inputs_unchanged(inputs: list[dict], latest: dict, why: str) -> None:
     """The input files ``inputs`` (:func:`input_fingerprint`) are those the checkpoint ``latest`` was
     trained on. Ids are encoded with vocabularies fitted on those files: other files would give
-    every row the wrong embedding rows, silently, so they are refused (exit 2)."""
+    every row the wrong embedding rows, silently, so they are refused (exit 2).
+
+    Files are compared by content (their SHA-256 digests); a fingerprint recorded by a run made
+    before content digests (path, size and modification time only) is compared by size and
+    modification time, so such runs still resume and evaluate."""
+    def same(before: dict | None, after: dict | None) -> bool:
+        if before is None or after is None:
+            return False
+        if before.get("sha256") and after.get("sha256"):
+            return before["sha256"] == after["sha256"]
+        return (before.get("size"), before.get("mtime_ns")) == (after.get("size"), after.get("mtime_ns"))
+
     trained_on = {f["path"]: f for f in latest.get("inputs", [])}
     now = {f["path"]: f for f in inputs}
-    changed = sorted(path for path in set(trained_on) | set(now) if trained_on.get(path) != now.get(path))
+    changed = sorted(path for path in set(trained_on) | set(now) if not same(trained_on.get(path), now.get(path)))
     if trained_on and changed:
-        raise InputError(f"changed (size or modification time) since the run was trained; {why}",
-                         file=changed[0], hint="start a new run folder for new data")
+        path = changed[0]
+        what = ("is new" if path not in trained_on else "is gone" if path not in now
+                else "content differs" if trained_on[path].get("sha256") else "size or modification time differs")
+        raise InputError(f"changed since the run was trained ({what}); {why}",
+                         file=path, hint="start a new run folder for new data")

@@ -43,8 +43,9 @@ def _cfg(root: Path, **fields) -> DataConfig:
 
 
 def _entries(root: Path) -> list[Path]:
+    """The cache entries (folders; the input digest memo beside them is not one)."""
     folder = root / "cache"
-    return sorted(folder.iterdir()) if folder.exists() else []
+    return sorted(p for p in folder.iterdir() if p.is_dir()) if folder.exists() else []
 
 
 def test_second_run_hits_the_cache(root, caplog):
@@ -63,10 +64,20 @@ def test_second_run_hits_the_cache(root, caplog):
     assert second.report["rows"] == first.report["rows"]
 
 
-def test_touching_an_input_file_invalidates(root):
+def test_touching_an_input_file_keeps_the_cache(root):
+    """The key is the content: a new modification time alone is the same data."""
     first = prepare(_cfg(root), [])
     stat = (root / LOG).stat()
     os.utime(root / LOG, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
+    second = prepare(_cfg(root), [])
+    assert second.cache_hit and second.cache_dir == first.cache_dir
+    assert len(_entries(root)) == 1
+
+
+def test_changing_an_input_file_invalidates(root):
+    first = prepare(_cfg(root), [])
+    with open(root / LOG, "a") as fh:
+        fh.write((root / LOG).read_text().splitlines()[1] + "\n")  # one more row
     second = prepare(_cfg(root), [])
     assert not second.cache_hit and second.cache_dir != first.cache_dir
     assert len(_entries(root)) == 2

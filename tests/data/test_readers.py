@@ -332,6 +332,7 @@ def test_fingerprint_follows_size_and_mtime(tmp_path):
     after = fingerprint(cfg)
     changed = [a["path"] for a, b in zip(after, before) if a != b]
     assert changed == [str(user)]
+    assert [a["sha256"] for a in after] == [b["sha256"] for b in before]  # same content
 
 
 def test_fixture_writers_and_readers_agree(tmp_path):

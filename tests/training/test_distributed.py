@@ -66,7 +66,8 @@ def test_sigterm_stops_both_ranks_after_the_same_step_with_a_checkpoint(demo_roo
     assert err.count("stopped by SIGTERM after batch") == 2, err[-3000:]  # both ranks, same batch
     latest = json.loads(pointer.read_text())
     assert latest["step"] > first and f"stopped by SIGTERM after batch {latest['step']};" in err
-    assert sorted(p.name for p in (run / "checkpoints" / latest["dir"]).iterdir()) == ["rank0.pt", "rank1.pt"]
+    assert sorted(p.name for p in (run / "checkpoints" / latest["dir"]).iterdir()) == [
+        "checkpoint.json", "rank0.pt", "rank0.pt.sha256", "rank1.pt", "rank1.pt.sha256"]
 
     resumed = run_cli_process(*train_args(demo_root, run, *schedule, "trainer.max_epochs=1"), "--nproc", "2",
                               "--resume")

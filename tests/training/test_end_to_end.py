@@ -111,7 +111,8 @@ def test_evaluate_refuses_input_files_changed_since_training(tmp_path):
     write_demo_data(data, rows=4000, seed=9)
     assert run_cli(*train_args(data, run)) == 0
     log = next((data / "data").glob("log_standard_4_22*.csv"))
-    log.write_text(log.read_text())  # same content, new modification time: treated as new data
+    lines = log.read_text().splitlines()
+    log.write_text("\n".join([lines[0], *lines[2:], lines[1]]) + "\n")  # same rows, another order: new data
     result = run_cli_process("evaluate", "--run", run)
     assert result.returncode == 2 and log.name in result.stderr and "changed" in result.stderr
     assert not (run / "eval_report.json").exists()

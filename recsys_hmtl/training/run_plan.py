@@ -1,0 +1,120 @@
+"""A run resolved once, at the config boundary: every configuration check before any work.
+
+:func:`resolve_run` turns a :class:`~recsys_hmtl.config.RunConfig` into a frozen :class:`RunPlan`
+(the resolved data config and task tuple, the backbone's hyper-parameters, the stage's) or raises
+:class:`~recsys_hmtl.errors.InputError` naming the key. ``validate`` and ``train`` (the launcher
+and every rank) call it first, so a bad value fails with exit code 2 before data is read, a run
+folder is touched or a process is started: never after training, never on every resume.
+
+Checks that need the data (the model's hyper-parameters against the features) are
+:func:`~recsys_hmtl.training.setup.check_buildable`, run as soon as the data is prepared.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any, Mapping
+from urllib.parse import urlsplit
+
+from ..config import RunConfig
+from ..data.config import DataConfig, TaskConfig
+from ..data.presets import resolve
+from ..errors import InputError, did_you_mean
+from ..models import available_models
+from ..priority import available_stages
+from .setup import build_loss_stage, model_hparams
+from .sharding import ShardingConfig
+
+DEVICES = ("cpu", "cuda")
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """The checked, resolved parts of a run (read-only)."""
+
+    config: RunConfig
+    data: DataConfig
+    tasks: tuple[TaskConfig, ...]
+    model_hparams: Mapping[str, Any]
+    stage_hparams: Mapping[str, Any]
+
+    @property
+    def task_names(self) -> tuple[str, ...]:
+        return tuple(t.name for t in self.tasks)
+
+
+def resolve_run(cfg: RunConfig) -> RunPlan:
+    """Check every key of ``cfg`` that needs no data; InputError (exit 2) naming the first bad one."""
+    _check_trainer(cfg)
+    _check_metrics(cfg)
+    data, tasks = resolve(cfg.data, cfg.tasks)
+    if cfg.model.name not in available_models():
+        raise InputError(f"unknown model '{cfg.model.name}'", key="model.name",
+                         hint=did_you_mean(cfg.model.name, available_models()))
+    hparams = model_hparams(cfg)
+    if cfg.stage.name not in available_stages():
+        raise InputError(f"unknown loss stage '{cfg.stage.name}'", key="stage.name",
+                         hint=did_you_mean(cfg.stage.name, available_stages()))
+    build_loss_stage(cfg, [t.name for t in tasks])  # the stage's own hyper-parameter checks
+    return RunPlan(config=cfg, data=data, tasks=tuple(tasks), model_hparams=MappingProxyType(hparams),
+                   stage_hparams=MappingProxyType(dict(cfg.stage.hparams)))
+
+
+def _check_trainer(cfg: RunConfig) -> None:
+    t = cfg.trainer
+    for key in ("batch_size", "eval_batch_size", "max_epochs", "log_every", "max_nonfinite"):
+        value = getattr(t, key)
+        if value < 1:
+            raise InputError(f"must be at least 1, got {value}", key=f"trainer.{key}")
+    if t.ckpt_every < 0:
+        raise InputError(f"must be at least 0 (0: only at the end), got {t.ckpt_every}", key="trainer.ckpt_every")
+    if t.max_steps != -1 and t.max_steps < 1:
+        raise InputError(f"must be -1 (no limit) or at least 1, got {t.max_steps}", key="trainer.max_steps")
+    for key in ("lr", "sparse_lr"):
+        value = getattr(t, key)
+        if not (math.isfinite(value) and value > 0):
+            raise InputError(f"must be a positive finite number, got {value}", key=f"trainer.{key}")
+    if t.device.split(":")[0] not in DEVICES:
+        raise InputError(f"unknown device '{t.device}'", key="trainer.device",
+                         hint="use cpu, cuda or cuda:N")
+    ShardingConfig(optimizer=t.sparse_optimizer, lr=t.sparse_lr)  # names trainer.sparse_optimizer
+
+
+def _check_metrics(cfg: RunConfig) -> None:
+    m = cfg.metrics
+    if not 0 <= m.port <= 65535:
+        raise InputError(f"must be a TCP port 1..65535, or 0 for no /metrics endpoint; got {m.port}",
+                         key="metrics.port")
+    if m.port and not m.addr.strip():
+        raise InputError("must be an address to bind /metrics to (e.g. 127.0.0.1)", key="metrics.addr")
+    if m.pushgateway is not None:
+        check_pushgateway_url(m.pushgateway)
+
+
+def check_pushgateway_url(url: str) -> None:
+    """``[http(s)://]HOST[:PORT][/path]`` (prometheus-client adds ``http://`` to a URL without a
+    scheme) with a valid host and port; anything else names ``metrics.pushgateway``."""
+    hint = "expected http://HOST:PORT, e.g. http://127.0.0.1:9091 (or leave it unset)"
+    text = url.strip()
+    if "://" not in text:
+        text = "http://" + text
+    try:
+        parts = urlsplit(text)
+        port = parts.port  # raises ValueError for a port outside 0..65535 or not a number
+    except ValueError as exc:
+        raise InputError(f"not a valid URL {url!r} ({exc})", key="metrics.pushgateway", hint=hint) from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise InputError(f"not an http(s) URL with a host: {url!r}", key="metrics.pushgateway", hint=hint)
+    if port == 0 or any(c.isspace() for c in text):
+        raise InputError(f"not a valid URL {url!r}", key="metrics.pushgateway", hint=hint)
+    host = parts.hostname
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        if not all(label and len(label) < 64 and label.replace("-", "").replace("_", "").isalnum()
+                   for label in host.split(".")):
+            raise InputError(f"'{host}' is not a valid host name", key="metrics.pushgateway",
+                             hint=hint) from None
