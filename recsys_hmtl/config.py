@@ -46,6 +46,7 @@ class TrainerConfig:
     ckpt_every: int = 200
     log_every: int = 20
     max_nonfinite: int = 5  # consecutive non-finite steps before the run stops
+    acting_window: int = 200  # steps over which stage_acting judges the stage's weights
     device: str = "cpu"  # cpu | cuda (GPU stack: see the README)
     plan: dict[str, str] = field(default_factory=dict)  # {table: table_wise | column_wise | ...}
 

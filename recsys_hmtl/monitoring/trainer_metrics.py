@@ -71,6 +71,16 @@ class TrainingMetrics:
                                 "Unix time of the last training step (creation time before the first).",
                                 base, registry=reg)
         self._stage = StageGauges(reg, base)
+        self._acting = Gauge("recsys_hmtl_stage_acting",
+                             "1 when the loss stage's per-task weights moved over the acting window, 0 when "
+                             "they stayed a fixed weighting (run_summary.json stage_acting has the rule).",
+                             base, registry=reg)
+        self._spread = Gauge("recsys_hmtl_stage_weight_spread",
+                             "Interquartile range of the task's normalised stage weight over the acting window.",
+                             base + ["task"], registry=reg)
+        self._share = Gauge("recsys_hmtl_stage_weight_share",
+                            "Mean normalised stage weight of the task over the acting window (sums to 1).",
+                            base + ["task"], registry=reg)
 
         # Create every fixed series now so rate()/increase() and the dashboard see them from the start.
         self._info.labels(**self._base).set(1)
@@ -145,6 +155,16 @@ class TrainingMetrics:
             self._loss.labels(**base, task=task).set(value)
         self._stage.set(diagnostics, base)
         self._last_step.labels(**base).set(time.time())
+
+    def set_acting(self, summary: Mapping) -> None:
+        """``stage_acting`` (:meth:`~recsys_hmtl.priority.acting.WeightWindow.summary`): whether the
+        stage acted, and per task its weight spread and mean share over the window."""
+        if summary.get("acting") is None:
+            return
+        self._acting.labels(**self._base).set(float(summary["acting"]))
+        for task, entry in summary["tasks"].items():
+            self._spread.labels(**self._base, task=task).set(entry["spread"])
+            self._share.labels(**self._base, task=task).set(entry["mean"])
 
     def observe_nonfinite(self, task: str) -> None:
         """Count one step skipped because ``task``'s loss was not finite."""

@@ -14,6 +14,23 @@ What d solves: the Lagrangian of Eq. 19-22 differentiates the constraint as
 ε‖g_0‖²/(1 − ε²‖g_0‖²); d is the maximiser of min_i ⟨g_βi, d⟩ over that ball, lies on its boundary,
 and min_i ⟨g_βi, d⟩ = J(w)/(1 − ε²‖g_0‖²) (Eq. 18). Eq. 8 as printed, ‖d − g_0‖ ≤ ε g_0ᵀd, is
 the tighter cone that d meets only when g_w is parallel to g_0.
+
+``eps_mode="relative"`` (an explicit option; the default ``"absolute"`` is the paper): ε is read
+relative to ‖g_0‖, i.e. Algorithm 1 (line 151), Eq. 12-14 and Eq. 8 run with ε_eff = ε/‖g_0‖, so
+
+    J(w) = g_0·g_w + ε‖g_0‖‖g_w‖,   d = (g_0 + ε‖g_0‖ g_w/‖g_w‖) / (1 − ε²),
+
+and Eq. 8 becomes ‖d − g_0‖ ≤ ε ĝ_0ᵀd (ĝ_0 = g_0/‖g_0‖), a cone whose opening no longer depends on the
+gradient scale. Why: in Eq. 8 ε multiplies g_0ᵀd, so ε carries units of 1/gradient, and the
+correction ε‖g_0‖² g_w/‖g_w‖ is ε‖g_0‖ relative to g_0: with ε = 0.0075 (Sec. 6.4) and the
+small gradient norms of mean BCE losses (shrinking further as the batch grows), that is a tiny
+fraction of g_0 (measured at batch 4096: coefficients 1/K to within 4e-5, i.e. plain averaging). In relative mode the correction's size
+relative to g_0 is ε itself. Default ε = 0.5 in this mode: the same trust region as this project's
+CAGrad default (‖d − g_0‖ ≤ c‖g_0‖ before rescaling, c = 0.5), whose dual GetMTL's J(w) shares.
+ε must lie in (0, 1) here, so the factor 1/(1 − ε²) (4/3 at ε = 0.5) is always defined and the
+guard never applies; with ‖g_0‖ = 0 the correction is 0 (no division by ‖g_0‖ is made).
+Diagnostic ``relative_correction`` = ε‖g_0‖²/‖g_0‖ (absolute) or ε (relative): the size of the
+correction before the 1/(1 − ε²‖g_0‖²) factor, relative to ‖g_0‖.
 """
 
 from __future__ import annotations
@@ -23,31 +40,50 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
-from ._hparams import positive
+from ._hparams import choose, positive
 from .min_norm import min_norm_weights, solve_simplex
 from .registry import register_stage
 from .task_grads import GradientStage
 
 
+EPS_MODES = {"absolute": "absolute", "relative": "relative"}
+DEFAULT_EPS = {"absolute": 0.0075, "relative": 0.5}  # Sec. 6.4 | the CAGrad default c (see above)
+
+
 @register_stage("getmtl")
 class GetMTLStage(GradientStage):
-    """Task-specific parameters get their plain ∂L_i/∂θ_i (GetMTL acts on the shared θ^sh)."""
+    """Task-specific parameters get their plain ∂L_i/∂θ_i (GetMTL acts on the shared θ^sh).
 
-    def __init__(self, tasks: Sequence[str], eps: float = 0.0075) -> None:
+    Hyper-parameters: ``eps`` (ε; 0.0075, or 0.5 with ``eps_mode="relative"``), ``eps_mode``
+    (absolute = the paper | relative: ε in units of ‖g_0‖, see the module docstring)."""
+
+    def __init__(self, tasks: Sequence[str], eps: float | None = None, eps_mode: str = "absolute") -> None:
         super().__init__(tasks)
-        self.eps = positive(self.name, "eps", eps)
+        self.eps_mode = choose(self.name, "eps_mode", eps_mode, EPS_MODES)
+        self.eps = positive(self.name, "eps", DEFAULT_EPS[self.eps_mode] if eps is None else eps)
+        if self.eps_mode == "relative" and self.eps >= 1.0:
+            raise ValueError(
+                f"stage '{self.name}': eps must lie in (0, 1) with eps_mode='relative' "
+                f"(the factor 1/(1 − eps²)), got {eps!r}"
+            )
 
     def combine(self, gram: Tensor, losses: Tensor) -> Tensor:
         k = self.num_tasks
         mean = torch.full((k,), 1.0 / k, dtype=gram.dtype)
         beta = min_norm_weights(gram)
         g0_sq = float(mean @ gram @ mean)  # ‖g_0‖²
-        radius = self.eps * g0_sq  # ε‖g_0‖²
+        if self.eps_mode == "relative":  # ε_eff = ε/‖g_0‖: ε_eff‖g_0‖² = ε‖g_0‖, ε_eff²‖g_0‖² = ε²
+            g0_norm = max(g0_sq, 0.0) ** 0.5
+            radius, eps_g0_sq = self.eps * g0_norm, self.eps**2
+            self._diagnostics["relative_correction"] = self.eps if g0_norm > 0 else 0.0
+        else:
+            radius, eps_g0_sq = self.eps * g0_sq, self.eps**2 * g0_sq  # ε‖g_0‖², ε²‖g_0‖²
+            self._diagnostics["relative_correction"] = self.eps * max(g0_sq, 0.0) ** 0.5
         # J(w) in Gram terms: g_βi·g_0 = β_i (M 1/K)_i, ‖g_w‖² = (w∘β)ᵀ M (w∘β)
         w = solve_simplex(gram * torch.outer(beta, beta), beta * (gram @ mean), radius)
         gw = w * beta  # g_w as coefficients over the raw gradients
         gw_sq = float(gw @ gram @ gw)
-        denom = 1.0 - self.eps**2 * g0_sq
+        denom = 1.0 - eps_g0_sq
         self._diagnostics["guard"] = float(denom <= 0)
         self._diagnostics["constraint_denominator"] = denom
         self.record("beta", beta)
@@ -56,4 +92,4 @@ class GetMTLStage(GradientStage):
         return coeffs / denom if denom > 0 else coeffs
 
     def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, eps={self.eps}"
+        return f"{super().extra_repr()}, eps={self.eps}, eps_mode={self.eps_mode!r}"

@@ -13,12 +13,25 @@ Per step, in priority order i = 1..K:
 
 Diagnostics: ``gate`` g_i, ``violation`` p_i = σ(r_i/α) (Eq. 5), ``residual`` r_i, ``threshold`` ε_i,
 ``weight`` g_i·(1 + softplus(r_i/α)) and ``feasibility_gap`` = mean over i > 1 of max(0, r_i)
-(App. B.3; 0 for a single task).
+(App. B.3; 0 for a single task); with ``alpha='auto'`` also ``alpha`` α_i.
+
+``alpha='auto'`` (an explicit option; the default is the paper's α = 1.0, Sec. 4 / App. B): one
+smoothing scale per task, α_i = the running standard deviation of the detached L_i (Welford over the
+steps seen, this step included; 1.0 until two steps have been seen; floored at 1e-8). It departs from
+Eq. 5 and Eq. 7 (Alg. 1 l. 9, 14 and 17), where one scalar α divides every residual: with BCE losses
+the residuals r_i = L_i − ε_i are 0.02-0.2 in size, so with α = 1 every factor σ(−r_j/α) is ≈ 0.5 and
+the gates are a fixed 0.5^(i−1) weighting whatever the residuals (App. B's sweep holds α fixed across
+tasks whose loss scales differ by orders of magnitude). With α_i the residual is read in units of
+the task's own spread: σ(−r_j/α_j) is ≈ 1 when task j is clearly below its threshold and ≈ 0 when
+clearly above, which is the switch Eq. 5 describes ("≈ 1 if all prior tasks feasible"). Both the
+gates (Eq. 5, with α_j of the upstream task j) and the penalty softplus(r_i/α_i) (Eq. 7) use α_i;
+α_i is detached (no gradient flows through the spread). Proposition 1 still holds: scaling L_i by
+c_i scales r_i and α_i alike, so r_i/α_i is scale-free.
 """
 
 from __future__ import annotations
 
-from typing import Callable, Mapping, Sequence
+from typing import Callable, Mapping, Sequence, Union
 
 import torch
 import torch.nn.functional as F
@@ -27,26 +40,36 @@ from torch import Tensor
 from ._hparams import choose, positive
 from .base import LossStage
 from .registry import register_stage
-from .thresholds import build_threshold
+from .thresholds import RunningSpread, build_threshold
+
+AUTO = "auto"
 
 
-def recursive_gates(residuals: Tensor, alpha: float) -> Tensor:
-    """g_1 = 1, g_i = Π_{j<i} σ(−r_j/α) (Eq. 5 of seed 001)."""
-    upstream = torch.sigmoid(-residuals[:-1] / alpha)
+Alpha = Union[float, Tensor]  # one α for every task, or a [K] tensor (alpha='auto')
+
+
+def _part(alpha: Alpha, part: slice) -> Alpha:
+    """The α entries of the residuals ``part`` (a scalar α is shared by every task)."""
+    return alpha[part] if torch.is_tensor(alpha) else alpha
+
+
+def recursive_gates(residuals: Tensor, alpha: Alpha) -> Tensor:
+    """g_1 = 1, g_i = Π_{j<i} σ(−r_j/α_j) (Eq. 5 of seed 001; α_j = α unless alpha='auto')."""
+    upstream = torch.sigmoid(-residuals[:-1] / _part(alpha, slice(None, -1)))
     return torch.cat([residuals.new_ones(1), torch.cumprod(upstream, dim=0)])
 
 
-def independent_gates(residuals: Tensor, alpha: float) -> Tensor:
-    """g_1 = 1, g_i = σ(−r_i/α) from the task's own residual (Table 5 of seed 001)."""
-    return torch.cat([residuals.new_ones(1), torch.sigmoid(-residuals[1:] / alpha)])
+def independent_gates(residuals: Tensor, alpha: Alpha) -> Tensor:
+    """g_1 = 1, g_i = σ(−r_i/α_i) from the task's own residual (Table 5 of seed 001)."""
+    return torch.cat([residuals.new_ones(1), torch.sigmoid(-residuals[1:] / _part(alpha, slice(1, None)))])
 
 
-def no_gates(residuals: Tensor, alpha: float) -> Tensor:
+def no_gates(residuals: Tensor, alpha: Alpha) -> Tensor:
     """g_i ≡ 1 (Table 5 of seed 001, "no gating")."""
     return torch.ones_like(residuals)
 
 
-GATES: dict[str, Callable[[Tensor, float], Tensor]] = {
+GATES: dict[str, Callable[[Tensor, Alpha], Tensor]] = {
     "recursive": recursive_gates,
     "independent": independent_gates,
     "none": no_gates,
@@ -55,7 +78,8 @@ GATES: dict[str, Callable[[Tensor, float], Tensor]] = {
 
 @register_stage("scd_vio")
 class ScdVioStage(LossStage):
-    """SCD-VIO (seed 001). Hyper-parameters: ``alpha`` (α, 1.0), ``gate`` (recursive | independent |
+    """SCD-VIO (seed 001). Hyper-parameters: ``alpha`` (α, 1.0; or ``"auto"``: per-task α_i = the
+    running spread of L_i, see the module docstring), ``gate`` (recursive | independent |
     none), ``threshold`` (mean | ema | median | fixed), ``softplus_penalty`` (True), and the options
     of the chosen threshold: ``ema_decay`` (0.9, ema), ``window`` (1000 steps, median),
     ``fixed_thresholds`` (one per task, fixed)."""
@@ -63,7 +87,7 @@ class ScdVioStage(LossStage):
     def __init__(
         self,
         tasks: Sequence[str],
-        alpha: float = 1.0,
+        alpha: float | str = 1.0,
         gate: str = "recursive",
         threshold: str = "mean",
         softplus_penalty: bool = True,
@@ -72,7 +96,15 @@ class ScdVioStage(LossStage):
         fixed_thresholds: Sequence[float] | Mapping[str, float] | None = None,
     ) -> None:
         super().__init__(tasks)
-        self.alpha = positive(self.name, "alpha", alpha)
+        if isinstance(alpha, str):
+            if alpha != AUTO:
+                raise ValueError(
+                    f"stage '{self.name}': alpha must be a number > 0 or 'auto', got {alpha!r}"
+                )
+            self.alpha: float | str = AUTO
+            self.spread = RunningSpread(self.num_tasks)   # buffers: α_i resumes exactly
+        else:
+            self.alpha = positive(self.name, "alpha", alpha)
         self.gate = gate
         self._gates = choose(self.name, "gate", gate, GATES)
         if not isinstance(softplus_penalty, bool):
@@ -86,14 +118,19 @@ class ScdVioStage(LossStage):
     def objective(self, losses: Tensor) -> Tensor:
         eps = self.thresholds.update(losses.detach()).to(losses)   # Alg. 1 l. 4-7 (this step included)
         residuals = losses - eps                                    # Alg. 1 l. 8, ε detached
-        gates = self._gates(residuals, self.alpha)                  # Eq. 5 / Table 5
+        if self.alpha == AUTO:                                      # per-task α_i (module docstring)
+            alpha: Alpha = self.spread.update(losses.detach()).to(losses)
+            self.record("alpha", alpha)
+        else:
+            alpha = self.alpha
+        gates = self._gates(residuals, alpha)                       # Eq. 5 / Table 5
         if self.softplus_penalty:
-            weights = gates * (1.0 + F.softplus(residuals / self.alpha))  # Eq. 7
+            weights = gates * (1.0 + F.softplus(residuals / alpha))  # Eq. 7
         else:
             weights = gates
         r = residuals.detach()
         self.record("gate", gates)
-        self.record("violation", torch.sigmoid(r / self.alpha))
+        self.record("violation", torch.sigmoid(r / alpha))
         self.record("residual", r)
         self.record("threshold", eps)
         self.record("weight", weights)

@@ -14,6 +14,8 @@ from torch import Tensor, nn
 
 from ._hparams import choose, per_task, positive, unit_interval, unused
 
+MIN_SPREAD = 1e-8  # floor of RunningSpread: a task whose loss never moves gets α = 1e-8, not 0
+
 
 class ThresholdEstimator(nn.Module):
     """``update(values)`` adds one step's detached ``[K]`` values, returns the ``[K]`` thresholds."""
@@ -34,6 +36,35 @@ class RunningMean(ThresholdEstimator):
         self.count += 1
         self.mean += (values.to(self.mean) - self.mean) / self.count.to(self.mean)
         return self.mean.clone()
+
+
+class RunningSpread(nn.Module):
+    """Running sample standard deviation of each task's detached loss (Welford's online variance),
+    for SCD-VIO's ``alpha='auto'``: ``update(values)`` adds one step and returns the ``[K]`` spread
+    *including* that step, 1.0 until two steps have been seen (a single value has no spread),
+    floored at :data:`MIN_SPREAD`. Float64 buffers (the sum of squares grows with the step count);
+    ``state_dict`` round trips resume exactly."""
+
+    def __init__(self, num_tasks: int) -> None:
+        super().__init__()
+        self.register_buffer("count", torch.zeros((), dtype=torch.int64))
+        self.register_buffer("mean", torch.zeros(num_tasks, dtype=torch.float64))
+        self.register_buffer("m2", torch.zeros(num_tasks, dtype=torch.float64))
+
+    def update(self, values: Tensor) -> Tensor:
+        values = values.detach().to(self.mean)
+        self.count += 1
+        delta = values - self.mean
+        self.mean += delta / self.count.to(self.mean)
+        self.m2 += delta * (values - self.mean)
+        return self.spread()
+
+    def spread(self) -> Tensor:
+        """The current ``[K]`` spread (1.0 before two steps), without adding a step."""
+        n = int(self.count)
+        if n < 2:
+            return torch.ones_like(self.mean)
+        return (self.m2.clamp_min(0) / (n - 1)).sqrt().clamp_min(MIN_SPREAD)
 
 
 class RunningEMA(ThresholdEstimator):

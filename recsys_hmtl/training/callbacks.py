@@ -95,3 +95,5 @@ class PrometheusMetrics(pl.Callback):
             return
         self.metrics.observe_step(seconds=record.seconds, samples=record.samples,
                                   losses=record.losses, diagnostics=record.diagnostics)
+        if module.counters.steps % module.log_every == 0:
+            self.metrics.set_acting(module.acting.summary())

@@ -26,6 +26,7 @@ from torch import nn
 
 from ..data.batch import Batch
 from ..priority import LossStage, NonFiniteLossError
+from ..priority.acting import DEFAULT_WINDOW, WeightWindow
 from .checkpoint import plain_state, restore_into
 from .losses import auxiliary_total, detached_values, first_nonfinite, task_losses
 from .position import DataPosition
@@ -72,7 +73,8 @@ class MultiTaskTraining(pl.LightningModule):
     """``dmp``: the DMP-wrapped tower; ``model``: the same tower unwrapped (auxiliary losses)."""
 
     def __init__(self, dmp: nn.Module, model: nn.Module, stage: LossStage, dense_optimizer: torch.optim.Optimizer,
-                 *, epoch_length: int, max_nonfinite: int, log_every: int, world_size: int = 1) -> None:
+                 *, epoch_length: int, max_nonfinite: int, log_every: int, world_size: int = 1,
+                 acting_window: int = DEFAULT_WINDOW) -> None:
         super().__init__()
         self.automatic_optimization = False
         self.dmp, self.stage = dmp, stage
@@ -87,6 +89,7 @@ class MultiTaskTraining(pl.LightningModule):
         self.epoch_ended = False
         self.stop_requested = False  # set by the SIGTERM / SIGINT handler (GracefulStop)
         self.stop_signal = "SIGTERM"  # which signal asked for the stop
+        self.acting = WeightWindow(stage.tasks, acting_window)  # did the stage act? (run summary, /metrics)
         self.stop_agreed = False     # every rank stops after this step
 
     # ------------------------------------------------------------------------------ Lightning
@@ -144,6 +147,7 @@ class MultiTaskTraining(pl.LightningModule):
             return
         c.steps += 1
         c.consecutive_skipped = 0
+        self.acting.observe(self.last.diagnostics)
         c.samples += batch.batch_size * self.world_size
         if c.steps % self.log_every == 0:
             self._log_losses(values)
@@ -168,6 +172,7 @@ class MultiTaskTraining(pl.LightningModule):
             "dense_optimizer": plain_state(self.dense_optimizer.state_dict()),
             "fused_optimizer": plain_state(self.dmp.fused_optimizer.state_dict()["state"]),
             "stage": plain_state(self.stage.state_dict()),
+            "acting": self.acting.state_dict(),
             "position": self.position.to_dict(),
             "counters": vars(self.counters).copy(),
             "rng": {"torch": torch.get_rng_state(), "python": random.getstate()},
@@ -181,6 +186,8 @@ class MultiTaskTraining(pl.LightningModule):
         restore_into(self.dmp.fused_optimizer.state_dict()["state"], payload["fused_optimizer"], "fused_optimizer")
         self.dense_optimizer.load_state_dict(payload["dense_optimizer"])
         self.stage.load_state_dict(payload["stage"])
+        if "acting" in payload:  # checkpoints from before stage_acting: the window restarts
+            self.acting.load_state_dict(payload["acting"])
         self.position = DataPosition(**payload["position"])
         self.counters = Counters(**payload["counters"])
         torch.set_rng_state(payload["rng"]["torch"])

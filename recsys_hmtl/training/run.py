@@ -47,7 +47,7 @@ from .sharding import ensure_process_group, shard_model
 log = logging.getLogger(__name__)
 # Keys that may change between a run and its resumption (schedule and monitoring only).
 RESUMABLE_CHANGES = {"trainer.max_epochs", "trainer.max_steps", "trainer.ckpt_every", "trainer.log_every",
-                     "trainer.eval_batch_size", "metrics.port", "metrics.addr", "metrics.pushgateway"}
+                     "trainer.eval_batch_size", "trainer.acting_window", "metrics.port", "metrics.addr", "metrics.pushgateway"}
 
 
 def resume_digest(cfg: RunConfig) -> dict:
@@ -166,6 +166,7 @@ def _train(cfg: RunConfig, run_dir: Path, resume: bool, rank: int, world: int) -
             "val": report["tasks"],
             "val_avg_auc": report["avg_auc"],
             "stage_diagnostics": module.stage.diagnostics(),
+            "stage_acting": module.acting.summary(),
             "checkpoint": str(store.latest()["path"]),
             "sharding": {table: {"type": t["sharding_type"], "ranks": t["ranks"]}
                          for table, t in plan_summary(module.dmp.plan)["tables"].items()},
@@ -189,7 +190,8 @@ def _build_module(cfg: RunConfig, prepared, rank: int, world: int, group):
         raise InputError("the training split has fewer rows than processes", key="data.split")
     module = MultiTaskTraining(dmp, model, stage, dense_optimizer_for(dmp, stage, cfg.trainer.lr),
                                epoch_length=len(stream), max_nonfinite=cfg.trainer.max_nonfinite,
-                               log_every=cfg.trainer.log_every, world_size=world)
+                               log_every=cfg.trainer.log_every, world_size=world,
+                               acting_window=cfg.trainer.acting_window)
     return module, stream
 
 

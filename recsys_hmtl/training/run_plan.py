@@ -69,6 +69,8 @@ def _check_trainer(cfg: RunConfig) -> None:
         value = getattr(t, key)
         if value < 1:
             raise InputError(f"must be at least 1, got {value}", key=f"trainer.{key}")
+    if t.acting_window < 4:
+        raise InputError(f"must be at least 4 steps, got {t.acting_window}", key="trainer.acting_window")
     if t.ckpt_every < 0:
         raise InputError(f"must be at least 0 (0: only at the end), got {t.ckpt_every}", key="trainer.ckpt_every")
     if t.max_steps != -1 and t.max_steps < 1:

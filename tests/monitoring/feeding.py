@@ -7,6 +7,7 @@ import threading
 from dataclasses import dataclass, field
 
 from recsys_hmtl.monitoring import RunLabels, TrainingMetrics, push_evaluation, push_run
+from recsys_hmtl.priority.acting import WeightWindow
 
 TASKS = ("is_click", "long_view", "like")
 LABELS = RunLabels(run_id="fed-run", stage="scd_vio", model="mmoe", dataset="kuairand", rank=0)
@@ -43,6 +44,7 @@ class FedRun:
     labels: RunLabels
     metrics: TrainingMetrics
     address: str
+    window: WeightWindow = field(default_factory=lambda: WeightWindow(TASKS, size=8))
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
@@ -50,6 +52,8 @@ class FedRun:
         losses = {task: 0.5 + 0.1 * math.sin(i / 10 + k) for k, task in enumerate(TASKS)}
         self.metrics.observe_step(seconds=0.02 + 0.001 * (i % 7), samples=4096, losses=losses,
                                   diagnostics=diagnostics(i))
+        self.window.observe(diagnostics(i))  # as the training module does every step
+        self.metrics.set_acting(self.window.summary())
         if i % 25 == 0:
             self.metrics.observe_nonfinite(task="long_view")
 

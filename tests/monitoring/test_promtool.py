@@ -47,7 +47,7 @@ def test_every_alert_fires_in_the_rule_tests() -> None:
              if case.get("exp_alerts")}
     assert fired == alerts
     assert {"RecsysHmtlRunOverdue", "RecsysHmtlNonFiniteLosses", "RecsysHmtlThroughputCollapse",
-            "RecsysHmtlRunStalled", "RecsysHmtlAucBelowFloor", "RecsysHmtlPriorityGateClosed"} <= alerts
+            "RecsysHmtlRunStalled", "RecsysHmtlAucBelowFloor", "RecsysHmtlStageNotActing"} <= alerts
 
 
 def test_rule_tests_notice_a_wrong_expectation(tmp_path: Path) -> None:

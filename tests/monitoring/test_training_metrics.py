@@ -132,3 +132,22 @@ def test_run_labels_are_validated(field: str, value: object) -> None:
     kwargs[field] = value
     with pytest.raises(ValueError, match=field):
         RunLabels(**kwargs)
+
+
+def test_stage_acting_is_exported_from_the_weight_window():
+    from prometheus_client import generate_latest
+
+    from recsys_hmtl.monitoring import RunLabels, TrainingMetrics
+    from recsys_hmtl.priority.acting import WeightWindow
+
+    tasks = ("a", "b")
+    metrics = TrainingMetrics(RunLabels(run_id="r", stage="uw", model="mmoe", dataset="d", rank=0), tasks=tasks)
+    text = generate_latest(metrics.registry).decode()
+    assert "recsys_hmtl_stage_acting{" not in text  # nothing before a window summary exists
+    window = WeightWindow(tasks, size=8)
+    for step in range(8):  # b's share moves between 1/3 and 1/2: acting
+        window.observe({"weight/a": 1.0, "weight/b": 1.0 if step % 2 else 0.5})
+    metrics.set_acting(window.summary())
+    text = generate_latest(metrics.registry).decode()
+    assert 'recsys_hmtl_stage_acting{dataset="d",model="mmoe",rank="0",run_id="r",stage="uw"} 1.0' in text
+    assert 'recsys_hmtl_stage_weight_share{dataset="d",model="mmoe",rank="0",run_id="r",stage="uw",task="b"}' in text
