@@ -56,6 +56,19 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--allow-partial", action="store_true",
                    help="also compare reports of unfinished runs or stale checkpoints (marked in the table)")
 
+    r = sub.add_parser("reproduce", help="run a suite of runs (configs/suites/) and write the seed-shaped "
+                       "tables, results.csv and plots")
+    r.add_argument("--suite", required=True, help="suite name (configs/suites/NAME.yaml) or a suite file")
+    r.add_argument("--out", required=True, help="folder: runs/, results.csv, tables.md, plots/")
+    r.add_argument("--seeds", type=int, default=None, help="seeds per cell (default: the suite's)")
+    r.add_argument("--dry-run", action="store_true", help="list the cells and an estimated time")
+    r.add_argument("--datasets", default=None, metavar="NAME[=CONFIG],...",
+                   help="only these datasets' cells, each optionally with another run config")
+    r.add_argument("--min-positives", type=int, default=None,
+                   help="leave out tasks with fewer test positives (overrides every table's)")
+    r.add_argument("--set", dest="overrides", action="append", default=[], metavar="[DATASET:]KEY=VALUE",
+                   help="for every cell, or only DATASET's cells")
+
     from .monitoring.check import add_arguments as metrics_check_arguments
 
     metrics_check_arguments(sub.add_parser("metrics-check", help="which Grafana dashboard queries "
@@ -146,6 +159,22 @@ def _compare(args: argparse.Namespace) -> int:
     table, warnings_ = compare_run_dirs(args.runs, allow_partial=args.allow_partial)
     print(table)
     _warn(warnings_)
+    return 0
+
+
+@command("reproduce")
+def _reproduce(args: argparse.Namespace) -> int:
+    from .reproduce import reproduce
+
+    def progress(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
+    for name in ("recsys_hmtl.training", "recsys_hmtl.data", "pytorch_lightning", "torchrec"):
+        logging.getLogger(name).setLevel(logging.ERROR)  # one progress line per cell instead
+
+    datasets = [d for d in args.datasets.split(",") if d] if args.datasets else None
+    print(reproduce(args.suite, args.out, seeds=args.seeds, overrides=args.overrides, datasets=datasets,
+                    min_positives=args.min_positives, dry=args.dry_run, progress=progress))
     return 0
 
 
