@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""``make demo``: KuaiRand-1K-format demo data, then the default config (MMoE) trained once with
-``sum`` and once with ``scd_vio``, both evaluated on the test split, and the comparison table.
+"""``make demo``: KuaiRand-1K-format demo data, then the default config (MMoE) trained with ``sum``,
+with ``scd_vio`` as published (α = 1) and with its acting variant (``alpha: auto``), each evaluated on
+the test split, and the comparison table with each run's ``stage_acting``.
 
     python pipelines/demo.py --out DIR [--rows N] [--set k=v ...]
 """
@@ -13,7 +14,11 @@ from pathlib import Path
 from recsys_hmtl.cli import main
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "kuairand_demo.yaml"
-STAGES = ("sum", "scd_vio")
+RUNS = {  # run folder name -> the settings that make it
+    "sum": ["stage.name=sum"],
+    "scd_vio": ["stage.name=scd_vio"],
+    "scd_vio_auto": ["stage.name=scd_vio", "stage.alpha=auto"],
+}
 
 
 def run(args: list[str]) -> None:
@@ -33,7 +38,8 @@ if __name__ == "__main__":
     runs = out / "runs"
     shutil.rmtree(runs, ignore_errors=True)  # fresh data: fresh runs
     settings = [item for kv in [f"data.root={out}", *a.overrides] for item in ("--set", kv)]
-    for stage in STAGES:
-        run(["train", "--config", str(CONFIG), "--out", str(runs / stage), *settings, "--set", f"stage.name={stage}"])
-        run(["evaluate", "--run", str(runs / stage), "--split", "test"])
-    run(["compare", *(str(runs / stage) for stage in STAGES)])
+    for name, stage in RUNS.items():
+        run(["train", "--config", str(CONFIG), "--out", str(runs / name), *settings,
+             *(item for kv in stage for item in ("--set", kv))])
+        run(["evaluate", "--run", str(runs / name), "--split", "test"])
+    run(["compare", *(str(runs / name) for name in RUNS)])

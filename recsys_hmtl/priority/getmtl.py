@@ -31,6 +31,11 @@ CAGrad default (‖d − g_0‖ ≤ c‖g_0‖ before rescaling, c = 0.5), whose
 guard never applies; with ‖g_0‖ = 0 the correction is 0 (no division by ‖g_0‖ is made).
 Diagnostic ``relative_correction`` = ε‖g_0‖²/‖g_0‖ (absolute) or ε (relative): the size of the
 correction before the 1/(1 − ε²‖g_0‖²) factor, relative to ‖g_0‖.
+
+What the relative mode does not change: where MGDA gives some β_i = 0, g_βi = 0 is a vertex with
+J = 0 ≤ J(any w), so g_w = 0 and d = g_0/(1 − ε²‖g_0‖²), uniform coefficients, in either mode
+(the degenerate case above). With many tasks β is often sparse: on the 8-task KuaiRand demo
+(MMoE, 531 steps) some β_i was 0 on 479 steps, so the coefficients stayed uniform there.
 """
 
 from __future__ import annotations
@@ -57,7 +62,9 @@ class GetMTLStage(GradientStage):
     Hyper-parameters: ``eps`` (ε; 0.0075, or 0.5 with ``eps_mode="relative"``), ``eps_mode``
     (absolute = the paper | relative: ε in units of ‖g_0‖, see the module docstring)."""
 
-    def __init__(self, tasks: Sequence[str], eps: float | None = None, eps_mode: str = "absolute") -> None:
+    def __init__(
+        self, tasks: Sequence[str], eps: float | None = None, eps_mode: str = "absolute"
+    ) -> None:
         super().__init__(tasks)
         self.eps_mode = choose(self.name, "eps_mode", eps_mode, EPS_MODES)
         self.eps = positive(self.name, "eps", DEFAULT_EPS[self.eps_mode] if eps is None else eps)

@@ -142,7 +142,8 @@ class HbAhoStage(LossStage):
         """ε_i ← γ^{δ(L_i ≤ ε_i)} ε_i (Eq. 5 / Eq. 27); in relative mode ε_i ← ε_i/γ where violated
         (two-sided, see the module docstring), floored at 1e-12."""
         if self.scale == "relative":
-            factor = torch.where(satisfied, self.eps.new_tensor(self.decay), self.eps.new_tensor(1.0 / self.decay))
+            down, up = self.eps.new_tensor(self.decay), self.eps.new_tensor(1.0 / self.decay)
+            factor = torch.where(satisfied, down, up)
             self.eps.mul_(factor).clamp_(min=MIN_THRESHOLD)
             return
         self.eps.mul_(torch.where(satisfied, self.eps.new_tensor(self.decay), self.eps.new_tensor(1.0)))

@@ -27,6 +27,17 @@ clearly above, which is the switch Eq. 5 describes ("≈ 1 if all prior tasks fe
 gates (Eq. 5, with α_j of the upstream task j) and the penalty softplus(r_i/α_i) (Eq. 7) use α_i;
 α_i is detached (no gradient flows through the spread). Proposition 1 still holds: scaling L_i by
 c_i scales r_i and α_i alike, so r_i/α_i is scale-free.
+
+With ``alpha='auto'`` the weights w_i = g_i (1 + softplus(r_i/α_i)) are also **detached**: the
+objective is Σ_i sg[w_i] L_i, so each task's gradient is w_i ∇L_i, where Alg. 1 l. 17-18
+differentiates through g_i and the softplus. Why: ∂σ(−r_j/α_j)/∂L_j and ∂softplus(r_j/α_j)/∂L_j
+are O(1/α_j), and α_j is now the batch-to-batch spread of L_j (1e-3 to 1e-2 on BCE losses), so
+∂objective/∂L_j = w_j + g_j L_j σ(r_j/α_j)/α_j − σ(r_j/α_j)/α_j · Σ_{i>j} w_i L_i (recursive gates)
+is dominated by two terms ~ L/α ≈ 100: the gradient scale explodes, and the negative term rewards
+*raising* an upstream loss to close the downstream gates. Measured on the KuaiRand demo (531 steps,
+MMoE) with autograd through the gates: the upstream losses rose (is_click 0.704 → 0.713) and the
+mean val AUC fell to 0.51 (0.71 for ``sum``). At α = 1 those terms are O(L) and harmless, which
+is why the paper differentiates through them; the paper default keeps doing so.
 """
 
 from __future__ import annotations
@@ -61,7 +72,8 @@ def recursive_gates(residuals: Tensor, alpha: Alpha) -> Tensor:
 
 def independent_gates(residuals: Tensor, alpha: Alpha) -> Tensor:
     """g_1 = 1, g_i = σ(−r_i/α_i) from the task's own residual (Table 5 of seed 001)."""
-    return torch.cat([residuals.new_ones(1), torch.sigmoid(-residuals[1:] / _part(alpha, slice(1, None)))])
+    own = torch.sigmoid(-residuals[1:] / _part(alpha, slice(1, None)))
+    return torch.cat([residuals.new_ones(1), own])
 
 
 def no_gates(residuals: Tensor, alpha: Alpha) -> Tensor:
@@ -128,6 +140,8 @@ class ScdVioStage(LossStage):
             weights = gates * (1.0 + F.softplus(residuals / alpha))  # Eq. 7
         else:
             weights = gates
+        if self.alpha == AUTO:
+            weights = weights.detach()  # Σ sg[w_i] L_i (module docstring: gate gradients ~ 1/α_i)
         r = residuals.detach()
         self.record("gate", gates)
         self.record("violation", torch.sigmoid(r / alpha))

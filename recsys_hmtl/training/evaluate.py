@@ -123,9 +123,26 @@ def compare_run_dirs(run_dirs: list[str | Path], allow_partial: bool = False) ->
                          hint="rerun `recsys-hmtl evaluate` once training has finished, or pass --allow-partial")
     warnings += [f"{run}: {why}" for run, why in partial.items()]
     try:
-        return compare_markdown(compare_runs(runs)), warnings
+        table = compare_markdown(compare_runs(runs))
     except ValueError as exc:
         raise InputError(str(exc)) from None
+    return table + acting_markdown(list(map(Path, run_dirs))), warnings
+
+
+def acting_markdown(run_dirs: list[Path]) -> str:
+    """Whether each run's loss stage acted (``run_summary.json`` ``stage_acting``), as a small table."""
+    lines = ["| run | stage | stage acting | max weight spread | threshold (0.1/K) |", "|---|---|---|---:|---:|"]
+    for run_dir in run_dirs:
+        try:
+            summary = json.loads((run_dir / SUMMARY_FILE).read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        acting = summary.get("stage_acting") or {}
+        verdict = {True: "acting", False: "not acting", None: "unknown"}[acting.get("acting")]
+        spread = acting.get("max_spread")
+        lines.append(f"| {run_dir.name} | {summary['config']['stage']['name']} | {verdict} | "
+                     f"{'' if spread is None else f'{spread:.4f}'} | {acting.get('threshold', 0):.4f} |")
+    return "\n".join(lines) + "\n" if len(lines) > 2 else ""
 
 
 def evaluate_run(run_dir: str | Path, split: str = "test", out: str | Path | None = None) -> dict:
