@@ -23,21 +23,6 @@ ROOT = Path(__file__).resolve().parents[2]
 LOG = "log_standard_4_22_to_5_08_1k.csv"
 
 
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("demo")
-    write_demo_data(out, rows=4000, seed=3, users=60)
-    return out
-
-
-@pytest.fixture
-def root(demo, tmp_path) -> Path:
-    """A private copy of the demo files (tests touch and break them)."""
-    for path in (demo / "data").iterdir():
-        (tmp_path / path.name).write_bytes(path.read_bytes())
-    return tmp_path
-
-
 def _cfg(root: Path, **fields) -> DataConfig:
     return DataConfig(dataset="kuairand", root=str(root), cache_dir=str(root / "cache"), **fields)
 
