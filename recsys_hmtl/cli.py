@@ -169,12 +169,18 @@ def _reproduce(args: argparse.Namespace) -> int:
     def progress(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
 
-    for name in ("recsys_hmtl.training", "recsys_hmtl.data", "pytorch_lightning", "torchrec"):
-        logging.getLogger(name).setLevel(logging.ERROR)  # one progress line per cell instead
-
-    datasets = [d for d in args.datasets.split(",") if d] if args.datasets else None
-    print(reproduce(args.suite, args.out, seeds=args.seeds, overrides=args.overrides, datasets=datasets,
-                    min_positives=args.min_positives, dry=args.dry_run, progress=progress))
+    quiet = [logging.getLogger(n) for n in ("recsys_hmtl.training", "recsys_hmtl.data", "pytorch_lightning",
+                                              "torchrec")]
+    levels = [logger.level for logger in quiet]
+    for logger in quiet:
+        logger.setLevel(logging.ERROR)  # one progress line per cell instead
+    try:
+        datasets = [d for d in args.datasets.split(",") if d] if args.datasets else None
+        print(reproduce(args.suite, args.out, seeds=args.seeds, overrides=args.overrides, datasets=datasets,
+                        min_positives=args.min_positives, dry=args.dry_run, progress=progress))
+    finally:
+        for logger, level in zip(quiet, levels):
+            logger.setLevel(level)
     return 0
 
 

@@ -4,6 +4,8 @@ selectable with ``--set model.name=...`` on a shipped config."""
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 
 from mainjob import ROOT, read_json, run_cli
@@ -15,7 +17,15 @@ WRITERS = {
     "qk_video.yaml": lambda root: write_qk_video(root / "ctr_data_1M.csv", rows=6000, seed=2),
     "kuairand_1k.yaml": lambda root: write_demo_data(root, rows=6000, seed=4),
     "kuairand_demo.yaml": lambda root: write_demo_data(root, rows=6000, seed=4),
+    "kuairand_genuine.yaml": lambda root: copy_genuine_kuairand(root),
 }
+GENUINE = ROOT.parent / "shared" / "data" / "kuairand"
+
+
+def copy_genuine_kuairand(root) -> None:
+    if not GENUINE.is_dir():
+        pytest.skip(f"genuine KuaiRand rows not found at {GENUINE}")
+    shutil.copytree(GENUINE, root)
 QUICK = ["trainer.max_steps=3", "trainer.batch_size=512", "trainer.eval_batch_size=4096"]
 
 
@@ -27,7 +37,8 @@ def test_every_shipped_config_is_covered():
 def test_shipped_config_trains_and_evaluates(tmp_path, config):
     data, run = tmp_path / "data", tmp_path / "run"
     WRITERS[config](data)
-    sets = [x for item in [f"data.root={data}", *QUICK] for x in ("--set", item)]
+    sets = [x for item in [f"data.root={data}", f"data.cache_dir={tmp_path / 'cache'}", *QUICK]
+            for x in ("--set", item)]
     assert run_cli("train", "--config", ROOT / "configs" / config, "--out", run, *sets) == 0
     assert run_cli("evaluate", "--run", run) == 0
     report = read_json(run / "eval_report.json")
