@@ -126,7 +126,8 @@ def compare_run_dirs(run_dirs: list[str | Path], allow_partial: bool = False) ->
         table = compare_markdown(compare_runs(runs))
     except ValueError as exc:
         raise InputError(str(exc)) from None
-    return table + acting_markdown(list(map(Path, run_dirs))), warnings
+    acting = acting_markdown(list(map(Path, run_dirs)))
+    return table + ("\n" + acting if acting else ""), warnings
 
 
 def acting_markdown(run_dirs: list[Path]) -> str:

@@ -27,3 +27,13 @@ def test_the_acting_window_survives_a_resume(demo_root, tmp_path):
     assert b["window_steps"] == 10
     for task, entry in a["tasks"].items():
         assert b["tasks"][task] == pytest.approx(entry, abs=1e-9)
+
+
+def test_compare_prints_each_runs_stage_acting(demo_root, tmp_path, capsys):
+    for stage in ("sum", "rlw"):
+        assert run_cli(*train_args(demo_root, tmp_path / stage, f"stage.name={stage}", "trainer.acting_window=8")) == 0
+        assert run_cli("evaluate", "--run", tmp_path / stage) == 0
+    capsys.readouterr()
+    assert run_cli("compare", tmp_path / "sum", tmp_path / "rlw") == 0
+    out = capsys.readouterr().out
+    assert "| sum | sum | not acting | 0.0000 |" in out and "| rlw | rlw | acting |" in out
