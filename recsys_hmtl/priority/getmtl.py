@@ -36,6 +36,12 @@ What the relative mode does not change: where MGDA gives some β_i = 0, g_βi = 
 J = 0 ≤ J(any w), so g_w = 0 and d = g_0/(1 − ε²‖g_0‖²), uniform coefficients, in either mode
 (the degenerate case above). With many tasks β is often sparse: on the 8-task KuaiRand demo
 (MMoE, 531 steps) some β_i was 0 on 479 steps, so the coefficients stayed uniform there.
+
+``beta_support="positive"`` (an explicit option; the default ``"all"`` is the paper) takes the
+minimum of J(w) over the simplex of the tasks with β_i > 0 only (Eq. 14 restricted to that face):
+a task MGDA gives no weight contributes g_βi = 0, and Eq. 14's vertex at it is the degenerate
+g_w = 0 above, which turns the method into plain averaging whenever β is sparse. With it, g_w is a
+combination of the tasks MGDA keeps, and the correction of step 4 acts.
 """
 
 from __future__ import annotations
@@ -52,6 +58,7 @@ from .task_grads import GradientStage
 
 
 EPS_MODES = {"absolute": "absolute", "relative": "relative"}
+BETA_SUPPORTS = {"all": "all", "positive": "positive"}
 DEFAULT_EPS = {"absolute": 0.0075, "relative": 0.5}  # Sec. 6.4 | the CAGrad default c (see above)
 
 
@@ -60,12 +67,15 @@ class GetMTLStage(GradientStage):
     """Task-specific parameters get their plain ∂L_i/∂θ_i (GetMTL acts on the shared θ^sh).
 
     Hyper-parameters: ``eps`` (ε; 0.0075, or 0.5 with ``eps_mode="relative"``), ``eps_mode``
-    (absolute = the paper | relative: ε in units of ‖g_0‖, see the module docstring)."""
+    (absolute = the paper | relative: ε in units of ‖g_0‖), ``beta_support`` (all = the paper |
+    positive: w only over the tasks with β_i > 0); see the module docstring."""
 
     def __init__(
-        self, tasks: Sequence[str], eps: float | None = None, eps_mode: str = "absolute"
+        self, tasks: Sequence[str], eps: float | None = None, eps_mode: str = "absolute",
+        beta_support: str = "all",
     ) -> None:
         super().__init__(tasks)
+        self.beta_support = choose(self.name, "beta_support", beta_support, BETA_SUPPORTS)
         self.eps_mode = choose(self.name, "eps_mode", eps_mode, EPS_MODES)
         self.eps = positive(self.name, "eps", DEFAULT_EPS[self.eps_mode] if eps is None else eps)
         if self.eps_mode == "relative" and self.eps >= 1.0:
@@ -87,7 +97,10 @@ class GetMTLStage(GradientStage):
             radius, eps_g0_sq = self.eps * g0_sq, self.eps**2 * g0_sq  # ε‖g_0‖², ε²‖g_0‖²
             self._diagnostics["relative_correction"] = self.eps * max(g0_sq, 0.0) ** 0.5
         # J(w) in Gram terms: g_βi·g_0 = β_i (M 1/K)_i, ‖g_w‖² = (w∘β)ᵀ M (w∘β)
-        w = solve_simplex(gram * torch.outer(beta, beta), beta * (gram @ mean), radius)
+        keep = beta > 0 if self.beta_support == "positive" else torch.ones_like(beta, dtype=torch.bool)
+        sub = gram[keep][:, keep] * torch.outer(beta[keep], beta[keep])
+        w = torch.zeros_like(beta)
+        w[keep] = solve_simplex(sub, (beta * (gram @ mean))[keep], radius)  # Eq. 14 (on the face kept)
         gw = w * beta  # g_w as coefficients over the raw gradients
         gw_sq = float(gw @ gram @ gw)
         denom = 1.0 - eps_g0_sq
@@ -99,4 +112,5 @@ class GetMTLStage(GradientStage):
         return coeffs / denom if denom > 0 else coeffs
 
     def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, eps={self.eps}, eps_mode={self.eps_mode!r}"
+        return (f"{super().extra_repr()}, eps={self.eps}, eps_mode={self.eps_mode!r}, "
+                f"beta_support={self.beta_support!r}")

@@ -394,3 +394,26 @@ def test_defaults_are_the_papers():
 def test_bad_option_values_name_the_stage_and_key(name, hparams, message):
     with pytest.raises(ValueError, match=message):
         build_stage(name, tasks=TASKS, **hparams)
+
+
+def test_getmtl_positive_beta_support_leaves_the_degenerate_vertex():
+    """Where MGDA gives a task β_i = 0, the paper's w sits at that task (g_w = 0, plain average);
+    beta_support='positive' optimises over the tasks MGDA keeps, so the correction acts."""
+    from recsys_hmtl.priority import build_stage
+
+    # Task c's gradient is dominated (β_c = 0 in the min-norm combination of a, b, c).
+    gram = torch.tensor([[1.0, -0.2, 0.9], [-0.2, 1.0, 0.7], [0.9, 0.7, 2.0]], dtype=torch.float64)
+    tasks = ["a", "b", "c"]
+    losses = torch.zeros(3, dtype=torch.float64)
+    paper = build_stage("getmtl", tasks=tasks, eps_mode="relative")
+    kept = build_stage("getmtl", tasks=tasks, eps_mode="relative", beta_support="positive")
+    paper.combine(gram, losses)
+    beta = torch.tensor([paper.diagnostics()[f"beta/{t}"] for t in tasks])
+    assert beta[2] == 0 and beta[:2].min() > 0
+    uniform = torch.full((3,), 1 / 3, dtype=torch.float64) / (1 - 0.5**2)
+    assert torch.allclose(paper.combine(gram, losses), uniform)
+    coeffs = kept.combine(gram, losses)
+    assert (coeffs - uniform).abs().max() > 0.05
+    assert kept.diagnostics()["trade_off/c"] == 0.0
+    with pytest.raises(ValueError, match="beta_support"):
+        build_stage("getmtl", tasks=tasks, beta_support="some")
