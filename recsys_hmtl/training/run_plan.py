@@ -24,7 +24,6 @@ from ..data.config import DataConfig, TaskConfig
 from ..data.presets import resolve
 from ..errors import InputError, did_you_mean
 from ..models import available_models
-from ..priority import available_stages
 from .setup import build_loss_stage, model_hparams
 from .sharding import ShardingConfig
 
@@ -55,10 +54,7 @@ def resolve_run(cfg: RunConfig) -> RunPlan:
         raise InputError(f"unknown model '{cfg.model.name}'", key="model.name",
                          hint=did_you_mean(cfg.model.name, available_models()))
     hparams = model_hparams(cfg)
-    if cfg.stage.name not in available_stages():
-        raise InputError(f"unknown loss stage '{cfg.stage.name}'", key="stage.name",
-                         hint=did_you_mean(cfg.stage.name, available_stages()))
-    build_loss_stage(cfg, [t.name for t in tasks])  # the stage's own hyper-parameter checks
+    build_loss_stage(cfg, [t.name for t in tasks])  # stage.name and the stage's own checks
     return RunPlan(config=cfg, data=data, tasks=tuple(tasks), model_hparams=MappingProxyType(hparams),
                    stage_hparams=MappingProxyType(dict(cfg.stage.hparams)))
 
