@@ -56,6 +56,7 @@ class MetricsConfig:
     port: int = 0  # 0 = no /metrics endpoint
     addr: str = "127.0.0.1"
     pushgateway: str | None = None
+    group: str = "default"  # Pushgateway grouping key part: runs of one config with another group stay apart
 
 
 @dataclass

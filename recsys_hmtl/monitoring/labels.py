@@ -7,8 +7,12 @@ from dataclasses import dataclass
 
 #: Labels every per-process metric carries, in this order.
 RUN_LABELNAMES: tuple[str, ...] = ("run_id", "stage", "model", "dataset", "rank")
-#: Labels a pushed metric carries itself; ``job`` and ``run_id`` come from the grouping key.
-PUSH_LABELNAMES: tuple[str, ...] = ("stage", "model", "dataset")
+#: Labels a pushed metric carries itself; ``job`` and :data:`GROUPING_LABELNAMES` come from the
+#: grouping key.
+PUSH_LABELNAMES: tuple[str, ...] = ("run_id",)
+#: The Pushgateway grouping key below ``job``: one group per configuration, not per run, so that a
+#: scheduled rerun replaces its group (the gateway never forgets a group on its own).
+GROUPING_LABELNAMES: tuple[str, ...] = ("dataset", "model", "stage", "group")
 
 
 @dataclass(frozen=True)
@@ -24,9 +28,10 @@ class RunLabels:
     model: str
     dataset: str
     rank: int = 0
+    group: str = "default"  # metrics.group: keeps the pushes of several runs of one config apart
 
     def __post_init__(self) -> None:
-        for name in ("run_id", "stage", "model", "dataset"):
+        for name in ("run_id", "stage", "model", "dataset", "group"):
             value = getattr(self, name)
             if not isinstance(value, str) or not value:
                 raise ValueError(f"RunLabels.{name} must be a non-empty string, got {value!r}")
@@ -43,5 +48,9 @@ class RunLabels:
         return {name: str(getattr(self, name)) for name in RUN_LABELNAMES}
 
     def push_labels(self) -> dict[str, str]:
-        """The labels a pushed metric carries (``run_id`` travels in the grouping key)."""
+        """The labels a pushed metric carries (the others travel in the grouping key)."""
         return {name: str(getattr(self, name)) for name in PUSH_LABELNAMES}
+
+    def grouping_key(self) -> dict[str, str]:
+        """The Pushgateway grouping key below ``job``."""
+        return {name: str(getattr(self, name)) for name in GROUPING_LABELNAMES}

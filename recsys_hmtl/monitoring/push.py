@@ -1,10 +1,13 @@
 """Pushgateway pushes at the end of a batch job: a training run or an ``evaluate`` job.
 
-Grouping key ``{job, run_id}`` with job ``recsys_hmtl_train`` or ``recsys_hmtl_evaluate``, one fresh
-registry per push. The HTTP method is the point:
+Grouping key ``{job, dataset, model, stage, group}`` with job ``recsys_hmtl_train`` or
+``recsys_hmtl_evaluate`` and ``group`` = ``metrics.group`` (``default``; ``reproduce`` sets one per
+cell); the run id is a label of every pushed metric. One group per configuration, not per run: the
+Pushgateway never forgets a group by itself, so a group per run id grew without bound under a daily
+schedule. One fresh registry per push. The HTTP method is the point:
 
-* success: ``PUT`` (``push_to_gateway``) replaces the run's whole group, so a rerun of the same run id
-  leaves exactly one set of series (no stale tasks or splits from the previous attempt);
+* success: ``PUT`` (``push_to_gateway``) replaces the whole group, so today's run leaves exactly one
+  set of series (no stale run ids, tasks or splits from earlier attempts or days);
 * failure: ``POST`` (``pushadd_to_gateway``) replaces only the metrics it carries
   (``recsys_hmtl_run_success`` = 0 and ``recsys_hmtl_last_failure_timestamp_seconds``), so the last
   success timestamp of an earlier good attempt survives and the "not succeeded within its schedule"
@@ -32,8 +35,8 @@ class PushError(RuntimeError):
 
 
 def grouping_key(labels: RunLabels) -> dict[str, str]:
-    """The grouping key below the job: one group per run id."""
-    return {"run_id": labels.run_id}
+    """The grouping key below the job: one group per (dataset, model, stage, metrics.group)."""
+    return labels.grouping_key()
 
 
 def _push(gateway_url: str, job: str, labels: RunLabels, registry: CollectorRegistry,

@@ -1,7 +1,8 @@
 """Registries for what a finished batch job pushes: run status, run summary, evaluation report.
 
-Each builder returns a fresh ``CollectorRegistry`` (never the global one). Metrics carry ``stage,
-model, dataset`` (plus ``task``/``split``); ``job`` and ``run_id`` come from the grouping key.
+Each builder returns a fresh ``CollectorRegistry`` (never the global one). Metrics carry ``run_id``
+(plus ``task``/``split``); ``job``, ``dataset``, ``model``, ``stage`` and ``group`` come from the
+grouping key.
 Non-finite numbers (an undefined GAUC, say) are left out rather than pushed as NaN.
 """
 

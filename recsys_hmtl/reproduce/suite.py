@@ -118,7 +118,8 @@ class Suite:
         seed, then the user's own (``DATASET:key=value`` items apply to that dataset only)."""
         dataset = self.datasets[cell.dataset]
         values = {**self.values, **dataset.values, "model.name": cell.backbone,
-                  **self.variants[cell.variant], "trainer.lr": cell.lr}
+                  **self.variants[cell.variant], "trainer.lr": cell.lr,
+                  "metrics.group": f"{self.name}/{cell.key}"}  # its own Pushgateway group
         items = [f"{k}={json.dumps(v)}" for k, v in values.items()]
         for item in user:
             prefix, sep, rest = item.partition(":")

@@ -90,6 +90,9 @@ def _check_metrics(cfg: RunConfig) -> None:
         raise InputError("must be an address to bind /metrics to (e.g. 127.0.0.1)", key="metrics.addr")
     if m.pushgateway is not None:
         check_pushgateway_url(m.pushgateway)
+    if not m.group.strip():
+        raise InputError("must be a non-empty name (the Pushgateway grouping key part; default 'default')",
+                         key="metrics.group")
 
 
 def check_pushgateway_url(url: str) -> None:

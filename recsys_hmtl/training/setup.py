@@ -78,7 +78,7 @@ def run_labels(cfg: RunConfig, run_dir: Path, rank: int = 0):
     from ..monitoring import RunLabels
 
     return RunLabels(run_id=Path(run_dir).resolve().name, stage=cfg.stage.name, model=cfg.model.name,
-                     dataset=cfg.data.dataset, rank=rank)
+                     dataset=cfg.data.dataset, rank=rank, group=cfg.metrics.group)
 
 
 def input_fingerprint(cfg: RunConfig) -> list[dict]:

@@ -10,7 +10,8 @@ from recsys_hmtl.monitoring import RunLabels, TrainingMetrics, push_evaluation, 
 from recsys_hmtl.priority.acting import WeightWindow
 
 TASKS = ("is_click", "long_view", "like")
-LABELS = RunLabels(run_id="fed-run", stage="scd_vio", model="mmoe", dataset="kuairand", rank=0)
+LABELS = RunLabels(run_id="fed-run", stage="scd_vio", model="mmoe", dataset="kuairand", rank=0,
+                   group="fed-run")  # its own Pushgateway group: a real run of the same config replaces it
 
 
 def diagnostics(step: int) -> dict[str, float]:

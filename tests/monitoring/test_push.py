@@ -12,8 +12,9 @@ from promstack import Stack, free_port, http_get
 from recsys_hmtl.monitoring import EVALUATE_JOB, TRAIN_JOB, PushError, RunLabels, push_evaluation, push_run
 
 
-def labels(run_id: str) -> RunLabels:
-    return RunLabels(run_id=run_id, stage="scd_vio", model="mmoe", dataset="kuairand")
+def labels(run_id: str, group: str | None = None) -> RunLabels:
+    """A run of its own Pushgateway group (``group`` defaults to the run id: tests stay apart)."""
+    return RunLabels(run_id=run_id, stage="scd_vio", model="mmoe", dataset="kuairand", group=group or run_id)
 
 
 def gateway_series(servers: Stack, name: str, job: str, run_id: str) -> list[tuple[dict, float]]:
@@ -28,9 +29,9 @@ def gateway_series(servers: Stack, name: str, job: str, run_id: str) -> list[tup
     return out
 
 
-def groups(servers: Stack, job: str, run_id: str) -> list[dict]:
+def groups(servers: Stack, job: str, group: str) -> list[dict]:
     return [g for g in servers.gateway_groups()
-            if g["labels"].get("job") == job and g["labels"].get("run_id") == run_id]
+            if g["labels"].get("job") == job and g["labels"].get("group") == group]
 
 
 def test_push_evaluation_visible_in_gateway_and_prometheus(servers: Stack) -> None:
@@ -38,7 +39,10 @@ def test_push_evaluation_visible_in_gateway_and_prometheus(servers: Stack) -> No
     aucs = {lab["task"]: v for lab, v in gateway_series(servers, "recsys_hmtl_auc", EVALUATE_JOB, "eval-1")}
     assert aucs == pytest.approx({t: 0.61 + 0.01 * i for i, t in enumerate(TASKS)})
     lab = gateway_series(servers, "recsys_hmtl_auc", EVALUATE_JOB, "eval-1")[0][0]
-    assert (lab["split"], lab["stage"], lab["model"], lab["dataset"]) == ("test", "scd_vio", "mmoe", "kuairand")
+    assert (lab["split"], lab["stage"], lab["model"], lab["dataset"], lab["group"]) == (
+        "test", "scd_vio", "mmoe", "kuairand", "eval-1")
+    assert groups(servers, EVALUATE_JOB, "eval-1")[0]["labels"].keys() >= {"dataset", "model", "stage", "group"}
+    assert "run_id" not in groups(servers, EVALUATE_JOB, "eval-1")[0]["labels"]  # a label, not the key
     for name in ("recsys_hmtl_gauc", "recsys_hmtl_eval_positives", "recsys_hmtl_gauc_users_skipped"):
         assert len(gateway_series(servers, name, EVALUATE_JOB, "eval-1")) == len(TASKS), name
     assert gateway_series(servers, "recsys_hmtl_avg_auc", EVALUATE_JOB, "eval-1")[0][1] == pytest.approx(0.62)
@@ -100,6 +104,28 @@ def test_first_attempt_failing_pushes_no_success(servers: Stack) -> None:
     push_run(servers.pushgateway_url, labels("fail-2"), success=False)
     assert gateway_series(servers, "recsys_hmtl_last_success_timestamp_seconds", TRAIN_JOB, "fail-2") == []
     assert gateway_series(servers, "recsys_hmtl_run_success", TRAIN_JOB, "fail-2")[0][1] == 0
+
+
+def test_a_scheduled_rerun_replaces_its_group_and_other_groups_stay(servers: Stack) -> None:
+    """Daily runs of one configuration (new run id each day) share one group: yesterday's series go;
+    another metrics.group (reproduce: one per cell) keeps its own."""
+    for day in ("day-1", "day-2"):
+        push_run(servers.pushgateway_url, labels(day, group="daily"), success=True, summary=summary(),
+                 tasks=list(TASKS))
+    push_run(servers.pushgateway_url, labels("cell-7", group="suite/cell-7"), success=True, summary=summary(),
+             tasks=list(TASKS))
+    assert len(groups(servers, TRAIN_JOB, "daily")) == 1
+    assert gateway_series(servers, "recsys_hmtl_run_success", TRAIN_JOB, "day-1") == []
+    assert gateway_series(servers, "recsys_hmtl_run_success", TRAIN_JOB, "day-2")[0][1] == 1
+    assert gateway_series(servers, "recsys_hmtl_run_success", TRAIN_JOB, "cell-7")[0][1] == 1
+    servers.wait_for(f'recsys_hmtl_run_success{{job="{TRAIN_JOB}",group="daily"}}',
+                     condition=lambda r: [x["metric"]["run_id"] for x in r] == ["day-2"])
+
+    # A failed day-3 keeps day-2's success timestamp in the same group (the overdue alert's anchor).
+    push_run(servers.pushgateway_url, labels("day-3", group="daily"), success=False)
+    assert gateway_series(servers, "recsys_hmtl_last_success_timestamp_seconds", TRAIN_JOB, "day-2")
+    assert gateway_series(servers, "recsys_hmtl_run_success", TRAIN_JOB, "day-3")[0][1] == 0
+    assert len(groups(servers, TRAIN_JOB, "daily")) == 1
 
 
 def test_gateway_down_is_a_clear_error() -> None:
