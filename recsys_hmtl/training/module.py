@@ -114,6 +114,7 @@ class MultiTaskTraining(pl.LightningModule):
             except (NonFiniteLossError, FloatingPointError) as exc:  # non-finite task gradients
                 bad = getattr(exc, "task", None) or "gradient"
             else:
+                self._average_stage_gradients()
                 optimizer.step()
         seconds = time.perf_counter() - started
         self._account(batch, values, bad, seconds)
@@ -122,6 +123,16 @@ class MultiTaskTraining(pl.LightningModule):
             self.stage.end_epoch()
 
     # ------------------------------------------------------------------------------- helpers
+    def _average_stage_gradients(self) -> None:
+        """The stage's own parameters (UW's log-variances, LDC-MTL's router) are outside DMP's DDP:
+        average their gradients over the ranks, so every rank steps them alike and they stay equal."""
+        if self.world_size == 1:
+            return
+        for p in self.stage.parameters():
+            if p.grad is not None:
+                dist.all_reduce(p.grad)
+                p.grad /= self.world_size
+
     def _agree(self, bad: str | None, stop: bool) -> tuple[str | None, bool]:
         """The same decisions on every rank: skip this step when any rank saw a non-finite loss;
         stop after it when any rank was asked to stop (SIGTERM)."""
