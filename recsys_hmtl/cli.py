@@ -113,12 +113,12 @@ def _train(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.overrides)  # config errors: exit 2 before any process starts
     if args.nproc < 1:
         raise InputError(f"--nproc must be at least 1, got {args.nproc}")
-    resolve_run(cfg)
     if args.nproc > 1 and "WORLD_SIZE" not in os.environ:
         from .data.pipeline import prepare
         from .training.launch import launch
         from .training.setup import check_buildable
 
+        resolve_run(cfg)  # each rank's train() checks again; a bad key must not start them
         check_run_folder(args.out)  # a user's folder is refused before any rank starts
         check_buildable(cfg, prepare(cfg.data, cfg.tasks))  # bad input: exit 2 here, not in a rank
         forwarded = ["train", "--config", args.config, "--out", args.out]

@@ -51,11 +51,8 @@ class LoadedData:
 
     def locate(self, index: int) -> tuple[Where, int]:
         """The log file holding row ``index`` (0-based) of :attr:`frame`, and the row's index in it."""
-        for where, rows in self.logs:
-            if index < rows:
-                return where, index
-            index -= rows
-        raise IndexError(index)
+        part, row = _part_of(index, [rows for _, rows in self.logs])
+        return self.logs[part][0], row
 
 
 @dataclass(frozen=True)
@@ -355,19 +352,21 @@ def _read_side(side: SideTableConfig, parts: list[_Table], names: list[str], col
         first = int(duplicated.arg_max())
         value = table.get_column(side.key)[first]
         again = int((table.get_column(side.key) == value).arg_true()[1])
-        (part, index), (other, index2) = _locate_row(parts, frames, first), _locate_row(parts, frames, again)
+        heights = [f.height for f in frames]
+        (i, index), (j, index2) = _part_of(first, heights), _part_of(again, heights)
+        part, other = parts[i], parts[j]
         where = f"row {index2 + 1}" + ("" if other is part else f" of {other.path}")
         raise part.where.row_error(
             side.key, index, f"key {shown(value)} appears again in {where}; a side table has one row per key")
     return table
 
 
-def _locate_row(parts: list[_Table], frames: list[pl.DataFrame], index: int) -> tuple[_Table, int]:
-    """The file of a multi-file table that holds row ``index`` of the concatenation, and the row in it."""
-    for part, frame in zip(parts, frames):
-        if index < frame.height:
+def _part_of(index: int, heights: list[int]) -> tuple[int, int]:
+    """(which part, row in it) of row ``index`` of a concatenation of parts ``heights`` rows long."""
+    for part, rows in enumerate(heights):
+        if index < rows:
             return part, index
-        index -= frame.height
+        index -= rows
     raise IndexError(index)
 
 

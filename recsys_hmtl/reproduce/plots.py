@@ -55,11 +55,9 @@ def change_plots(suite: Suite, results: Results, out: Path) -> list[Path]:
                 ax.axhline(0, color="black", linewidth=0.8)
                 ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right")
                 ax.set_ylabel(f"Δ AUC vs {table.baseline} (%)")
-                ax.set_title(f"{table.title}: {dataset}, {backbone} (± std over seeds)", fontsize=9)
-                ax.legend(fontsize=8)
-                fig.tight_layout()
+                title = f"{table.title}: {dataset}, {backbone} (± std over seeds)"
                 path = out / "plots" / f"change_{_slug(table.title)}_{dataset}_{backbone}.png"
-                written.append(_save(fig, path, plt))
+                written.append(_save(fig, ax, title, path, plt))
     return written
 
 
@@ -92,14 +90,17 @@ def weight_plots(suite: Suite, results: Results, out: Path) -> list[Path]:
                     ax.plot(frame["step"].to_list(), frame[column].to_list(), label=column.split("/")[-1])
                 ax.set_xlabel("step")
                 ax.set_ylabel(quantity)
-                ax.set_title(f"{variant}: {quantity}s over training ({dataset}, {backbone}, lr {lr:g})", fontsize=9)
-                ax.legend(fontsize=7, ncol=2)
-                fig.tight_layout()
-                written.append(_save(fig, out / "plots" / f"weights_{variant}_{dataset}_{backbone}.png", plt))
+                title = f"{variant}: {quantity}s over training ({dataset}, {backbone}, lr {lr:g})"
+                path = out / "plots" / f"weights_{variant}_{dataset}_{backbone}.png"
+                written.append(_save(fig, ax, title, path, plt))
     return written
 
 
-def _save(fig, path: Path, plt) -> Path:
+def _save(fig, ax, title: str, path: Path, plt) -> Path:
+    """Title and legend, then the PNG written to a temporary name and renamed."""
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp.png")
     fig.savefig(tmp, dpi=110)

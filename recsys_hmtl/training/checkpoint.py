@@ -127,10 +127,12 @@ def assemble_full_state(step_dir: Path, world_size: int, key: str = "model") -> 
     return full
 
 
-def load_rank_file(step_dir: Path, rank: int, hint: str | None = _DAMAGED_HINT) -> dict:
-    """Rank ``rank``'s payload of the checkpoint in ``step_dir``, after :func:`verify_rank_file`;
+def load_rank_file(step_dir: Path, rank: int, hint: str | None = _DAMAGED_HINT, *,
+                   verified: bool = False) -> dict:
+    """Rank ``rank``'s payload of the checkpoint in ``step_dir``, after :func:`verify_rank_file`
+    (``verified``: it has just been, by :meth:`CheckpointStore.resume_point`: not read twice);
     a file ``torch.load`` cannot read is an :class:`InputError` naming it (``hint``: what to do)."""
-    path = verify_rank_file(step_dir, rank, hint)
+    path = Path(step_dir) / f"rank{rank}.pt" if verified else verify_rank_file(step_dir, rank, hint)
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # truncated zip, random bytes, a pickle weights_only refuses, ...
@@ -241,7 +243,7 @@ class CheckpointStore:
                             info["path"], info["step"])
             if self.rank == 0 and (pointer is None or pointer["dir"] != info["dir"]):
                 self._write_pointer(info)
-            return info
+            return {**info, "verified": True}
         if problems:
             raise InputError("no intact checkpoint to resume from. " + " ".join(problems), file=str(self.root),
                              hint="restore the damaged file from a copy, or start a new run folder")
@@ -282,7 +284,7 @@ class CheckpointStore:
                 f"the checkpoint was written by {info['world_size']} process(es), this run has "
                 f"{self.world_size}", file=str(info["path"]), hint="resume with the same --nproc",
             )
-        return load_rank_file(Path(info["path"]), self.rank,
+        return load_rank_file(Path(info["path"]), self.rank, verified=bool(info.get("verified")),
                               hint="restore it from a copy, or start a new run folder")
 
     def _read_info(self, path: Path, what: str) -> dict:

@@ -47,7 +47,8 @@ from .sharding import ensure_process_group, shard_model
 log = logging.getLogger(__name__)
 # Keys that may change between a run and its resumption (schedule and monitoring only).
 RESUMABLE_CHANGES = {"trainer.max_epochs", "trainer.max_steps", "trainer.ckpt_every", "trainer.log_every",
-                     "trainer.eval_batch_size", "trainer.acting_window", "metrics.port", "metrics.addr", "metrics.pushgateway", "metrics.group"}
+                     "trainer.eval_batch_size", "trainer.acting_window",
+                     "metrics.port", "metrics.addr", "metrics.pushgateway", "metrics.group"}
 
 
 def resume_digest(cfg: RunConfig) -> dict:

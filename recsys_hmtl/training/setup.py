@@ -39,13 +39,13 @@ def model_hparams(cfg: RunConfig) -> dict:
 
 
 def check_buildable(cfg: RunConfig, prepared) -> None:
-    """Build the tower (tables on the meta device: no memory) and the stage once, so that a bad
-    ``model.*`` or ``stage.*`` key fails with exit code 2 before any rank is started."""
+    """Build the tower on the prepared features (tables on the meta device: no memory), so that a
+    bad ``model.*`` key fails with exit code 2 before any rank is started (the stage's keys are
+    :func:`~recsys_hmtl.training.run_plan.resolve_run`'s: it needs no data)."""
     from ..models import build_model
 
     build_model(cfg.model.name, prepared.features, prepared.tasks, embedding_device="meta",
                 **model_hparams(cfg))
-    build_loss_stage(cfg, prepared.tasks)
 
 
 def sharding_config(cfg: RunConfig, per_rank_batch: int) -> ShardingConfig:

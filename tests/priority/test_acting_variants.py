@@ -129,17 +129,21 @@ def test_scd_vio_auto_weights_are_detached():
             assert float(losses[t].grad) > 0
 
 
-def test_scd_vio_auto_gates_are_scale_free():
-    """Proposition 1 carries over: L_i → c_i L_i scales r_i and α_i alike, so the gates are unchanged."""
+@pytest.mark.parametrize("name,options,quantity,steps", [
+    ("scd_vio", {"alpha": "auto"}, "gate", 40),       # Proposition 1: r_i and α_i scale alike
+    ("hb_aho", {"scale": "relative"}, "weight", 60),  # thresholds and x = L/ε − 1 scale alike
+])
+def test_acting_variants_are_scale_free(name, options, quantity, steps):
+    """L_i → c_i L_i leaves the acting variants' gates / weights unchanged."""
     c = torch.tensor([3.0, 0.01, 250.0, 1.0, 7.0, 0.5, 2.0, 40.0])
-    plain = build_stage("scd_vio", tasks=TASKS, alpha="auto")
-    scaled = build_stage("scd_vio", tasks=TASKS, alpha="auto")
-    for row in SEQUENCE[:40]:
+    plain = build_stage(name, tasks=TASKS, **options)
+    scaled = build_stage(name, tasks=TASKS, **options)
+    for row in SEQUENCE[:steps]:
         plain(as_losses(row))
         scaled(as_losses(row * c))
         d, ds = plain.diagnostics(), scaled.diagnostics()
         for t in TASKS:
-            assert ds[f"gate/{t}"] == pytest.approx(d[f"gate/{t}"], rel=2e-4, abs=1e-6)
+            assert ds[f"{quantity}/{t}"] == pytest.approx(d[f"{quantity}/{t}"], rel=2e-4, abs=1e-6)
 
 
 # ------------------------------------------------------------------------------------- HB-AHO
@@ -195,18 +199,6 @@ def test_hb_aho_relative_by_hand():
     # so the first weight is 0 and the next one 1 (never the tanh(1 − 3·0.815) ≈ −0.89 → 9.3).
     stage({t: torch.tensor(v) for t, v in zip(tasks, [0.1, 0.02, 0.05])})
     assert weights()[:2] == pytest.approx([0.0, 1.0])
-
-
-def test_hb_aho_relative_weights_are_scale_free():
-    c = torch.tensor([3.0, 0.01, 250.0, 1.0, 7.0, 0.5, 2.0, 40.0])
-    plain = build_stage("hb_aho", tasks=TASKS, scale="relative")
-    scaled = build_stage("hb_aho", tasks=TASKS, scale="relative")
-    for row in SEQUENCE[:60]:
-        plain(as_losses(row))
-        scaled(as_losses(row * c))
-        d, ds = plain.diagnostics(), scaled.diagnostics()
-        for t in TASKS:
-            assert ds[f"weight/{t}"] == pytest.approx(d[f"weight/{t}"], rel=1e-4, abs=1e-6)
 
 
 @pytest.mark.parametrize("barrier", ["tanh", "sigmoid", "gaussian", "softplus", "exp", "quadratic", "cubic"])
