@@ -16,7 +16,7 @@ $(STAMP): requirements/constraints.txt pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(PIP) torch fbgemm-gpu-cpu
 	$(PIP) --no-deps torchrec
-	$(PIP) -e '.[test]'
+	$(PIP) -e '.[test,ere]'
 	touch $(STAMP)
 
 demo: setup

@@ -38,7 +38,7 @@ from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
 from recsys_hmtl.data.batch import Batch
 from recsys_hmtl.data.spec import FeatureSpec, SparseFeature
 from recsys_hmtl.models import build_model
-from recsys_hmtl.training.sharding import ShardingConfig, dense_optimizer, shard_model
+from recsys_hmtl.adapters.recsys.sharding import ShardingConfig, dense_optimizer, shard_model
 
 VOCABS = {"user": 200_000, "item": 500_000, "author": 20_000, "category": 100}
 TASKS = [f"t{k}" for k in range(8)]

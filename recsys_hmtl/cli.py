@@ -88,16 +88,12 @@ def _demo_data(args: argparse.Namespace) -> int:
 @command("validate")
 def _validate(args: argparse.Namespace) -> int:
     from .config import load_config
-    from .data.pipeline import prepare
-    from .data.validate import summary
     from .training.run_plan import resolve_run
-    from .training.setup import check_buildable
 
-    cfg = load_config(args.config, args.overrides)
-    resolve_run(cfg)  # every configuration check train makes, before the data is read
-    prepared = prepare(cfg.data, cfg.tasks)
-    check_buildable(cfg, prepared)
-    print(summary(prepared))
+    plan = resolve_run(load_config(args.config, args.overrides))  # every check train makes, before data
+    prepared = plan.adapter.prepare(plan.resolved)
+    plan.adapter.check_model(plan.resolved, prepared)
+    print(plan.adapter.describe(plan.resolved, prepared))
     return 0
 
 
@@ -114,13 +110,12 @@ def _train(args: argparse.Namespace) -> int:
     if args.nproc < 1:
         raise InputError(f"--nproc must be at least 1, got {args.nproc}")
     if args.nproc > 1 and "WORLD_SIZE" not in os.environ:
-        from .data.pipeline import prepare
         from .training.launch import launch
-        from .training.setup import check_buildable
 
-        resolve_run(cfg)  # each rank's train() checks again; a bad key must not start them
+        plan = resolve_run(cfg)  # each rank's train() resolves the same plan; a bad key must not start them
+        plan.check_world_size(args.nproc)
         check_run_folder(args.out)  # a user's folder is refused before any rank starts
-        check_buildable(cfg, prepare(cfg.data, cfg.tasks))  # bad input: exit 2 here, not in a rank
+        plan.adapter.check_model(plan.resolved, plan.adapter.prepare(plan.resolved))  # bad input: exit 2 here
         forwarded = ["train", "--config", args.config, "--out", args.out]
         forwarded += [f"--set={item}" for item in args.overrides] + (["--resume"] if args.resume else [])
         return launch(args.nproc, (["--debug"] if args.debug else []) + forwarded)
@@ -130,9 +125,15 @@ def _train(args: argparse.Namespace) -> int:
     if summary:
         from .evaluation.report import auc_warnings
 
-        aucs = ", ".join(f"{t} {v['auc']:.4f}" for t, v in summary["val"].items() if v["auc"] is not None)
-        print(f"trained {summary['steps']} steps; val AUC: {aucs}; avg {summary['val_avg_auc']:.4f}")
-        _warn(auc_warnings(summary["val"], "val"))
+        primary = summary["primary_metric"]
+        value = summary[f"val_{primary}"]
+        if primary == "avg_auc":
+            aucs = ", ".join(f"{t} {v['auc']:.4f}" for t, v in summary["val"].items() if v["auc"] is not None)
+            print(f"trained {summary['steps']} steps; val AUC: {aucs}; avg {value:.4f}")
+            _warn(auc_warnings(summary["val"], "val"))
+        else:
+            print(f"trained {summary['steps']} steps; val {primary}: "
+                  + ("n/a" if value is None else f"{value:.4f}"))
     return 0
 
 
@@ -148,7 +149,8 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     report = evaluate_run(args.run, args.split, args.out)
     print(report_markdown(report))
-    _warn(auc_warnings(report["tasks"], report["split"]))
+    if report.get("task_metric", "auc") == "auc":
+        _warn(auc_warnings(report["tasks"], report["split"]))
     return 0
 
 

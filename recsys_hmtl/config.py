@@ -18,7 +18,6 @@ from typing import Any
 
 import yaml
 
-from .data.config import DataConfig, TaskConfig
 from .errors import InputError, did_you_mean
 
 
@@ -61,13 +60,17 @@ class MetricsConfig:
 
 @dataclass
 class RunConfig:
-    data: DataConfig = field(default_factory=DataConfig)
-    tasks: list[TaskConfig] = field(default_factory=list)
+    """``adapter`` names the domain (SPEC §9; default ``recsys``); the adapter's own dataclasses type
+    the ``data:`` section and the ``tasks:`` entries (:func:`from_dict` builds them)."""
+
+    data: Any = None
+    tasks: list[Any] = field(default_factory=list)
     model: ModelConfig = field(default_factory=ModelConfig)
     stage: StageConfig = field(default_factory=StageConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     seed: int = 2024
+    adapter: str = "recsys"
 
     @property
     def task_names(self) -> list[str]:
@@ -117,6 +120,20 @@ def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] 
     return from_dict(RunConfig, raw, source)
 
 
+def _adapter_sections(data: dict, source: str) -> tuple[type, type | None]:
+    """The dataclasses of ``data:`` and of the ``tasks:`` entries for the config's ``adapter``."""
+    from .training.adapter import DEFAULT_ADAPTER, get_adapter  # the core's registry, found lazily
+
+    name = data.get("adapter", DEFAULT_ADAPTER)
+    if not isinstance(name, str):
+        raise InputError(f"expected an adapter name, got {name!r}", file=source, key="adapter")
+    try:
+        adapter = get_adapter(name)
+    except InputError as exc:
+        raise InputError(str(exc), file=source) from None
+    return adapter.data_config, adapter.task_config
+
+
 def apply_override(raw: dict, item: str) -> None:
     """``a.b.c=value``; the value is parsed as YAML (``[128,64]``, ``true``, ``0.5``)."""
     if "=" not in item:
@@ -141,6 +158,10 @@ def from_dict(cls: type, data: Any, source: str, prefix: str = "") -> Any:
     if not isinstance(data, dict):
         raise InputError(f"expected a mapping, got {type(data).__name__}", file=source, key=prefix or None)
     hints = typing.get_type_hints(cls)
+    if cls is RunConfig:
+        data_cls, task_cls = _adapter_sections(data, source)
+        hints.update(data=data_cls, tasks=list[task_cls] if task_cls else list[Any])
+        data = {"data": {}, **data}  # the adapter's defaults when the section is left out
     fields = {f.name: f for f in dataclasses.fields(cls)}
     kwargs: dict[str, Any] = {}
     extra: dict[str, Any] = {}
@@ -169,8 +190,8 @@ def _convert(tp: Any, value: Any, source: str, where: str) -> Any:
         inner = [a for a in args if a is not type(None)]
         return _convert(inner[0], value, source, where)
     if dataclasses.is_dataclass(tp):
-        if tp is TaskConfig and isinstance(value, str):
-            value = {"name": value}
+        if isinstance(value, str) and getattr(tp, "name_shorthand", False):
+            value = {"name": value}  # `tasks: [is_click, ...]`: a task given by its name
         return from_dict(tp, value, source, where + ".")
     if origin is list:
         if not isinstance(value, list):

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import datetime
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 
 @dataclass
 class TaskConfig:
-    """One task; the list order in the config is the priority order (index 0 = highest)."""
+    """One task; the list order in the config is the priority order (index 0 = highest). A config
+    may give a task by its name alone (``tasks: [is_click, long_view]``)."""
 
+    name_shorthand: ClassVar[bool] = True
     name: str
     column: str | None = None  # label column in the log; defaults to ``name``
 

@@ -6,21 +6,17 @@ input is encoded and cached like a training run would, so a later run starts fro
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
+from .config import DataConfig, TaskConfig
 from .pipeline import PreparedData, prepare
 from .split import SPLITS
 
 DATES_SHOWN = 31  # a date split with more dates shows the first and the last DATES_SHOWN
 
-if TYPE_CHECKING:
-    from ..config import RunConfig
 
-
-def validate(run_cfg: "RunConfig") -> str:
+def validate(data_cfg: DataConfig, tasks: list[TaskConfig]) -> str:
     """Rows per split (and per date, for a date split), rows dropped outside the date range, positive
     rate per task, vocabulary sizes, side-feature coverage, cache hit/miss."""
-    return summary(prepare(run_cfg.data, run_cfg.tasks))
+    return summary(prepare(data_cfg, tasks))
 
 
 def summary(prepared: PreparedData) -> str:

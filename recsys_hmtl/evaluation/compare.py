@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from typing import Any, Mapping, Sequence
 
-__all__ = ["compare_runs", "compare_markdown", "relative_change"]
+__all__ = ["compare_runs", "compare_markdown", "metric_title", "relative_change", "point_change"]
 
 BASELINE_STAGE = "sum"
 
@@ -29,9 +29,25 @@ def relative_change(value: float, baseline: float) -> float:
     return (value - baseline) / baseline * 100.0
 
 
-def _auc(entry: Mapping[str, Any]) -> float:
-    v = entry.get("auc")
+def point_change(value: float, baseline: float) -> float:
+    """(value − baseline) · 100: the change of a [0, 1] score in points (seed 000 Table 2's F1 changes)."""
+    if value is None or baseline is None or not (math.isfinite(value) and math.isfinite(baseline)):
+        return math.nan
+    return (value - baseline) * 100.0
+
+
+CHANGES = {"relative": relative_change, "points": point_change}
+
+
+def _number(v: Any) -> float:
     return math.nan if v is None else float(v)
+
+
+def _metrics(report: Mapping[str, Any]) -> tuple[str, str, str]:
+    """(task metric key, primary metric name, change rule) a report declares (SPEC §9); reports
+    written before adapters are AUC reports."""
+    return (report.get("task_metric", "auc"), report.get("primary_metric", "avg_auc"),
+            report.get("change", "relative"))
 
 
 def compare_runs(
@@ -40,9 +56,12 @@ def compare_runs(
     """Table data for ``runs`` = [(run label, stage name, report dict), ...].
 
     The baseline is the run whose stage is ``sum`` (or the run labelled ``baseline`` when several
-    are). All runs must cover the same tasks (any order: the priority-order ablation reorders them);
-    columns follow the baseline's order. Returns ``{"baseline", "tasks", "runs": [{"run", "stage",
-    "auc": {task: v}, "avg_auc", "relative_pct": {task: Δ%}, "avg_auc_relative_pct"}]}``.
+    are). All runs must cover the same tasks (any order: the priority-order ablation reorders them)
+    and report the same metrics; columns follow the baseline's order. Per task the report's
+    ``task_metric`` (AUC for recommendation, F1 for ERE), then its ``primary_metric`` (Avg. AUC,
+    triple F1); changes as the report's ``change`` rule says (relative %, or points). Returns
+    ``{"baseline", "tasks", "task_metric", "primary_metric", "change", "runs": [{"run", "stage",
+    "value": {task: v}, "primary", "change": {task: Δ}, "primary_change"}]}``.
     """
     if not runs:
         raise ValueError("compare needs at least one run")
@@ -68,45 +87,70 @@ def compare_runs(
             raise ValueError(f"baseline run '{baseline}' not among the runs {labels}")
         base = runs[labels.index(baseline)]
     tasks = list(base[2]["tasks"])
+    metric, primary, change = _metrics(base[2])
     for label, _, report in runs:
         if set(report["tasks"]) != set(tasks):
             raise ValueError(f"run '{label}' has tasks {list(report['tasks'])}, but the baseline run "
                              f"'{base[0]}' has {tasks}; compare runs on the same tasks")
+        if _metrics(report) != (metric, primary, change):
+            raise ValueError(f"run '{label}' reports {_metrics(report)[1]}, the baseline run '{base[0]}' "
+                             f"{primary}; compare runs of one kind")
+    delta = CHANGES[change]
 
     def row(label: str, stage: str, report: Mapping[str, Any]) -> dict[str, Any]:
-        aucs = {t: _auc(report["tasks"][t]) for t in tasks}
-        defined = [v for v in aucs.values() if math.isfinite(v)]
-        return {"run": label, "stage": stage, "auc": aucs,
-                "avg_auc": sum(defined) / len(defined) if defined else math.nan}
+        values = {t: _number(report["tasks"][t].get(metric)) for t in tasks}
+        defined = [v for v in values.values() if math.isfinite(v)]
+        mean = sum(defined) / len(defined) if defined else math.nan
+        # Avg. AUC is recomputed over the tasks (the report's rule); other primaries are read as given
+        value = mean if primary == "avg_auc" else _number(report.get(primary))
+        return {"run": label, "stage": stage, "value": values, "primary": value}
 
     rows = [row(*r) for r in runs]
     base_row = rows[labels.index(base[0])]
     for r in rows:
-        r["relative_pct"] = {t: relative_change(r["auc"][t], base_row["auc"][t]) for t in tasks}
-        r["avg_auc_relative_pct"] = relative_change(r["avg_auc"], base_row["avg_auc"])
-    return {"baseline": base[0], "tasks": tasks, "runs": rows}
+        r["change"] = {t: delta(r["value"][t], base_row["value"][t]) for t in tasks}
+        r["primary_change"] = delta(r["primary"], base_row["primary"])
+    return {"baseline": base[0], "tasks": tasks, "task_metric": metric, "primary_metric": primary,
+            "change": change, "runs": rows}
 
 
 def _num(x: float, digits: int = 4) -> str:
     return "n/a" if not math.isfinite(x) else f"{x:.{digits}f}"
 
 
-def _pct(x: float) -> str:
-    return "n/a" if not math.isfinite(x) else f"{x:+.2f}%"
+def _pct(x: float, unit: str = "%") -> str:
+    return "n/a" if not math.isfinite(x) else f"{x:+.2f}{unit}"
+
+
+_TITLES = {"auc": "AUC", "avg_auc": "Avg. AUC", "f1": "F1", "triple_f1": "triple F1", "accuracy": "acc.",
+           "avg_accuracy": "Avg. acc."}
+
+
+def metric_title(name: str) -> str:
+    """How a metric is titled in tables (``avg_auc`` → ``Avg. AUC``)."""
+    return _TITLES.get(name, name)
 
 
 def compare_markdown(table: Mapping[str, Any]) -> str:
-    """Markdown: per-task AUC and Avg. AUC per run, then Δ% of each against the `sum` baseline."""
+    """Markdown: the per-task metric and the primary metric per run, then Δ of each against the
+    `sum` baseline (relative % as seed 001 §4.2 defines it, or points)."""
     tasks = table["tasks"]
-    head = ["run", "stage", *(f"{t} AUC" for t in tasks), "Avg. AUC", *(f"Δ {t}" for t in tasks), "Δ Avg. AUC"]
+    metric, primary = metric_title(table.get("task_metric", "auc")), metric_title(table.get("primary_metric", "avg_auc"))
+    unit = " pt" if table.get("change") == "points" else "%"
+    head = ["run", "stage", *(f"{t} {metric}" for t in tasks), primary, *(f"Δ {t}" for t in tasks), f"Δ {primary}"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * 2 + "---:|" * (2 * len(tasks) + 2)]
     for r in table["runs"]:
         is_base = r["run"] == table["baseline"]
         rel = ["—"] * (len(tasks) + 1) if is_base else [
-            *(_pct(r["relative_pct"][t]) for t in tasks), _pct(r["avg_auc_relative_pct"])]
-        cells = [r["run"], r["stage"], *(_num(r["auc"][t]) for t in tasks), _num(r["avg_auc"]), *rel]
+            *(_pct(r["change"][t], unit) for t in tasks), _pct(r["primary_change"], unit)]
+        cells = [r["run"], r["stage"], *(_num(r["value"][t]) for t in tasks), _num(r["primary"]), *rel]
         lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", f"Δ: relative change against the `{BASELINE_STAGE}` run `{table['baseline']}`, "
-              "(run − baseline) / baseline · 100 %; Δ Avg. AUC is relative to the baseline's Avg. AUC "
-              "(seed 001, Sec. 4.2).", ""]
+    if table.get("change") == "points":
+        note = (f"Δ: change against the `{BASELINE_STAGE}` run `{table['baseline']}` in points, "
+                "(run − baseline) · 100 (seed 000, Table 2).")
+    else:
+        note = (f"Δ: relative change against the `{BASELINE_STAGE}` run `{table['baseline']}`, "
+                f"(run − baseline) / baseline · 100 %; Δ {primary} is relative to the baseline's {primary} "
+                "(seed 001, Sec. 4.2).")
+    lines += ["", note, ""]
     return "\n".join(lines)

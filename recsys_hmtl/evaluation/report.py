@@ -113,7 +113,10 @@ def _fmt(x: Any, digits: int = 6) -> str:
 
 
 def report_markdown(report: Mapping[str, Any]) -> str:
-    """A Markdown table (task, AUC, GAUC, users counted/skipped, positives, rows) and the Avg. AUC."""
+    """A Markdown table (task, AUC, GAUC, users counted/skipped, positives, rows) and the Avg. AUC;
+    for reports of other metrics (SPEC §9: ``task_metric`` not ``auc``) :func:`metrics_markdown`."""
+    if report.get("task_metric", "auc") != "auc":
+        return metrics_markdown(report)
     lines = [
         f"## Evaluation: split `{report['split']}`, {report['rows']} rows",
         "",
@@ -130,6 +133,20 @@ def report_markdown(report: Mapping[str, Any]) -> str:
     lines += ["", "GAUC weights each user's AUC by the user's impressions; users whose labels for a task "
               "are all equal have no AUC and are skipped (column *users skipped*).", ""]
     return "\n".join(lines)
+
+
+def metrics_markdown(report: Mapping[str, Any]) -> str:
+    """Any adapter's report: one row per task with its numeric entries, then the primary metric."""
+    columns = list(dict.fromkeys(k for e in report["tasks"].values() for k, v in e.items()
+                                 if isinstance(v, (int, float))))
+    lines = [f"## Evaluation: split `{report['split']}`, {report['rows']} rows", "",
+             "| task | " + " | ".join(columns) + " |", "|---|" + "---:|" * len(columns)]
+    for task, e in report["tasks"].items():
+        lines.append(f"| {task} | " + " | ".join(_fmt(e.get(c), 4) for c in columns) + " |")
+    primary = report.get("primary_metric")
+    if primary:
+        lines += ["", f"**{primary}: {_fmt(report.get(primary), 4)}**"]
+    return "\n".join(lines + [""])
 
 
 def json_safe(obj: Any) -> Any:

@@ -28,7 +28,7 @@ def reproduce(suite_name: str, out: str | Path, *, seeds: int | None = None, ove
     status = run_grid(suite, out, list(overrides), progress=progress)
     rows = collect(suite, out)
     write_results(rows, out / "results.csv")
-    results = Results(rows)
+    results = Results(rows, suite.metric)
     tables = render(suite, results)
     failed = {k: v for k, v in status.items() if v.get("status") == "failed"}
     if failed:

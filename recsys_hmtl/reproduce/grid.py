@@ -121,7 +121,8 @@ def dry_run(suite: Suite, out: Path, user: list[str]) -> str:
     lines.append(f"{len(lines)} cells, {todo} to run; estimated {remaining / 60:.1f} min at "
                  f"{ASSUMED_SAMPLES_PER_SECOND:,.0f} samples/s plus {CELL_OVERHEAD_SECONDS:g} s a cell "
                  "(finished cells of the same dataset and backbone refine it)"
-                 + (f"; {unknown} cells not estimated: their input files were not found (set data.root)"
+                 + (f"; {unknown} cells not estimated: their input files were not found (set data.root), "
+                    "or their adapter's size is known only from a finished cell"
                     if unknown else ""))
     return "\n".join(lines)
 
@@ -152,9 +153,13 @@ def _estimate_seconds(suite: Suite, cell: Cell, user: list[str], out: Path) -> f
 
 
 def _rows_from_files(cfg) -> float:
-    """Rows of the logs estimated from their sizes and the length of their first lines."""
+    """Rows of the logs estimated from their sizes and the length of their first lines (NaN for
+    another adapter's data: its estimate comes from a finished cell)."""
+    from ..data.config import DataConfig
     from ..data.sources import input_files, resolve
 
+    if not isinstance(cfg.data, DataConfig):
+        return math.nan
     try:
         data, _ = resolve(cfg.data, cfg.tasks)
         logs = input_files(data)[: len(data.files)]

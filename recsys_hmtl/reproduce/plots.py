@@ -15,6 +15,7 @@ import re
 import statistics
 from pathlib import Path
 
+from ..evaluation.compare import metric_title
 from .suite import Cell, Suite
 from .tables import Results, backbone_rows
 
@@ -43,7 +44,7 @@ def change_plots(suite: Suite, results: Results, out: Path) -> list[Path]:
                 deltas = [r for r in rows if not r.baseline and r.avg]
                 if not deltas:
                     continue
-                labels = [*tasks, "Avg. AUC"]
+                labels = [*tasks, metric_title(results.metric.primary)]
                 fig, ax = plt.subplots(figsize=(max(6, 1.1 * len(labels) * max(1, len(deltas)) / 2), 4))
                 width = 0.8 / len(deltas)
                 for i, row in enumerate(deltas):
@@ -54,7 +55,8 @@ def change_plots(suite: Suite, results: Results, out: Path) -> list[Path]:
                     ax.bar(xs, means, width, yerr=sds, capsize=3, label=row.label)
                 ax.axhline(0, color="black", linewidth=0.8)
                 ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right")
-                ax.set_ylabel(f"Δ AUC vs {table.baseline} (%)")
+                unit = "pt" if results.metric.change == "points" else "%"
+                ax.set_ylabel(f"Δ {metric_title(results.metric.task)} vs {table.baseline} ({unit})")
                 title = f"{table.title}: {dataset}, {backbone} (± std over seeds)"
                 path = out / "plots" / f"change_{_slug(table.title)}_{dataset}_{backbone}.png"
                 written.append(_save(fig, ax, title, path, plt))

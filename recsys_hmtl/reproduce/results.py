@@ -1,10 +1,11 @@
 """``OUT/results.csv``: every figure of every finished cell, in long form.
 
-Columns: suite, dataset, backbone, stage, variant, lr, seed, split, task, metric, value. Per task:
-``auc``, ``gauc``, ``positives`` on val (from ``run_summary.json``) and test (``eval_report.json``);
-per run (task empty): ``avg_auc`` per split, and on split ``train`` ``stage_acting`` (1/0),
-``feasibility_gap`` (seed 001 App. B.3, last step, where the stage reports it), ``wall_seconds``
-and ``samples_per_second``. Other domains' metrics (ERE F1, vision accuracy) fit the same columns.
+Columns: suite, dataset, backbone, stage, variant, lr, seed, split, task, metric, value. Per task,
+every number of the report's task entry (recommendation: ``auc``, ``gauc``, ``positives``, ...; ERE:
+``precision``, ``recall``, ``f1``, ...) on val (from ``run_summary.json``) and test
+(``eval_report.json``); per run (task empty): the adapter's primary metric (``avg_auc``,
+``triple_f1``) per split, and on split ``train`` ``stage_acting`` (1/0), ``feasibility_gap`` (seed
+001 App. B.3, last step, where the stage reports it), ``wall_seconds`` and ``samples_per_second``.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ from .grid import cell_done
 from .suite import Cell, Suite
 
 COLUMNS = ("suite", "dataset", "backbone", "stage", "variant", "lr", "seed", "split", "task", "metric", "value")
-TASK_METRICS = ("auc", "gauc", "positives")
 
 
 def cell_rows(suite: Suite, cell: Cell, run_dir: Path) -> Iterator[dict[str, Any]]:
@@ -35,12 +35,14 @@ def cell_rows(suite: Suite, cell: Cell, run_dir: Path) -> Iterator[dict[str, Any
     def row(split: str, task: str, metric: str, value: Any) -> dict[str, Any]:
         return {**base, "split": split, "task": task, "metric": metric, "value": value}
 
-    for split, tasks, avg in (("val", summary["val"], summary.get("val_avg_auc")),
-                              ("test", report["tasks"], report.get("avg_auc"))):
+    primary = summary.get("primary_metric", "avg_auc")
+    for split, tasks, value in (("val", summary["val"], summary.get(f"val_{primary}")),
+                                ("test", report["tasks"], report.get(primary))):
         for task, entry in tasks.items():
-            for metric in TASK_METRICS:
-                yield row(split, task, metric, entry.get(metric))
-        yield row(split, "", "avg_auc", avg)
+            for metric, number in entry.items():
+                if number is None or isinstance(number, (int, float)) and not isinstance(number, bool):
+                    yield row(split, task, metric, number)
+        yield row(split, "", primary, value)
     acting = (summary.get("stage_acting") or {}).get("acting")
     yield row("train", "", "stage_acting", None if acting is None else int(acting))
     yield row("train", "", "feasibility_gap", summary.get("stage_diagnostics", {}).get("feasibility_gap"))

@@ -21,6 +21,7 @@ A suite file (YAML, safe loader) names a base run config and the grid's axes::
         columns: [feasibility_gap]           # run-level figures shown as extra columns
         min_positives: 30                    # tasks with fewer test positives are left out
     plots: [scd_vio, scd_vio_auto]           # gates/weights over training for these variants
+    metric: {task: auc, primary: avg_auc, change: relative}   # the default; ERE: f1, triple_f1, points
 
 The cells are datasets × backbones × (variants the tables use) × lrs × seeds; every cell is an
 ordinary run folder ``OUT/runs/<dataset>/<backbone>/<variant>/lr<lr>/seed<i>``.
@@ -87,6 +88,18 @@ class Cell:
 
 
 @dataclass(frozen=True)
+class SuiteMetric:
+    """What the tables show and rank by (the adapter's report, SPEC §9): ``task`` per task,
+    ``primary`` for model selection (validation) and the average column, ``change`` of a row
+    against its baseline: ``relative`` % (seed 001 §4.2) or ``points`` (seed 000 Table 2). An
+    ``avg_auc`` primary is recomputed over the tasks shown (``min_positives``); others are read."""
+
+    task: str = "auc"
+    primary: str = "avg_auc"
+    change: str = "relative"
+
+
+@dataclass(frozen=True)
 class Suite:
     name: str
     path: Path
@@ -100,6 +113,7 @@ class Suite:
     variants: dict[str, dict[str, Any]]
     tables: tuple[TableSpec, ...]
     plots: tuple[str, ...]
+    metric: SuiteMetric = SuiteMetric()
 
     def cells(self) -> list[Cell]:
         """Every run the tables need, in a stable order (grouped so that lrs and seeds of one
@@ -156,13 +170,11 @@ def load_suite(name: str, seeds: int | None = None, datasets: list[str] | None =
     except yaml.YAMLError as exc:
         raise InputError(f"not valid YAML ({exc})", file=str(path)) from None
     where = str(path)
-    unknown = set(raw) - {"description", "config", "set", "seeds", "lrs", "datasets", "backbones",
-                          "variants", "tables", "plots"}
+    keys = ["config", "set", "seeds", "lrs", "datasets", "backbones", "variants", "tables", "plots", "metric"]
+    unknown = set(raw) - {"description", *keys}
     if unknown:
         key = sorted(unknown)[0]
-        raise InputError("unknown key", file=where, key=key,
-                         hint=did_you_mean(key, ["config", "set", "seeds", "lrs", "datasets", "backbones",
-                                                 "variants", "tables", "plots"]))
+        raise InputError("unknown key", file=where, key=key, hint=did_you_mean(key, keys))
     base = _config_path(path, raw.get("config"), "config")
     n_seeds = int(seeds if seeds is not None else raw.get("seeds", 1))
     if n_seeds < 1:
@@ -195,7 +207,20 @@ def load_suite(name: str, seeds: int | None = None, datasets: list[str] | None =
         _known(v, variants, where, "plots")
     return Suite(name=path.stem, path=path, description=str(raw.get("description", "")).strip(), config=base,
                  values=dict(_mapping(raw.get("set", {}), where, "set")), seeds=n_seeds, lrs=lrs,
-                 datasets=datasets, backbones=backbones, variants=variants, tables=tables, plots=plots)
+                 datasets=datasets, backbones=backbones, variants=variants, tables=tables, plots=plots,
+                 metric=_metric(raw.get("metric", {}), where))
+
+
+def _metric(value: Any, where: str) -> SuiteMetric:
+    raw = _mapping(value or {}, where, "metric")
+    fields = ("task", "primary", "change")
+    for key in raw:
+        if key not in fields:
+            raise InputError("unknown key", file=where, key=f"metric.{key}", hint=did_you_mean(key, fields))
+    metric = SuiteMetric(**{k: str(v) for k, v in raw.items()})
+    if metric.change not in ("relative", "points"):
+        raise InputError(f"must be relative or points, got {metric.change!r}", file=where, key="metric.change")
+    return metric
 
 
 def datasets_only(items: list[str] | None, known: dict[str, DatasetSpec]) -> dict[str, DatasetSpec | None]:

@@ -19,8 +19,8 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
-from ..evaluation.compare import relative_change
-from .suite import Suite, TableRow, TableSpec
+from ..evaluation.compare import CHANGES, metric_title
+from .suite import Suite, SuiteMetric, TableRow, TableSpec
 
 # Two-sided 5 % critical values of Student's t for 1..30 degrees of freedom (then ≈ normal).
 _T_CRIT = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145,
@@ -43,7 +43,8 @@ def significant(deltas: list[float]) -> bool:
 class Results:
     """Lookup over ``results.csv`` rows."""
 
-    def __init__(self, rows: Iterable[dict[str, Any]]) -> None:
+    def __init__(self, rows: Iterable[dict[str, Any]], metric: SuiteMetric = SuiteMetric()) -> None:
+        self.metric = metric
         self.values: dict[tuple, float] = {}
         self.lrs: dict[tuple[str, str, str], set[float]] = defaultdict(set)
         self.seeds: dict[tuple[str, str, str, float], set[int]] = defaultdict(set)
@@ -56,7 +57,7 @@ class Results:
             value = r["value"]
             if value not in (None, ""):
                 self.values[(*cfg, lr, seed, r["split"], r["task"], r["metric"])] = float(value)
-            if r["split"] == "test" and r["task"] and r["metric"] == "auc":
+            if r["split"] == "test" and r["task"] and r["metric"] == metric.task:
                 names = self.tasks.setdefault(cfg, [])
                 if r["task"] not in names:
                     names.append(r["task"])
@@ -65,10 +66,10 @@ class Results:
         return self.values.get((*cfg, lr, seed, split, task, metric), math.nan)
 
     def best_lr(self, cfg: tuple) -> float | None:
-        """The lr with the best mean validation Avg. AUC over seeds (None: no finished cell)."""
+        """The lr with the best mean validation primary metric over seeds (None: no finished cell)."""
         scored = []
         for lr in sorted(self.lrs.get(cfg, ())):
-            vals = [self.get(cfg, lr, s, "val", "", "avg_auc") for s in self.seeds[(*cfg, lr)]]
+            vals = [self.get(cfg, lr, s, "val", "", self.metric.primary) for s in self.seeds[(*cfg, lr)]]
             vals = [v for v in vals if math.isfinite(v)]
             if vals:
                 scored.append((statistics.fmean(vals), -lr, lr))
@@ -90,6 +91,8 @@ class RowFigures:
 
 def shown_tasks(results: Results, cfg: tuple, lr: float, min_positives: int) -> list[str]:
     """Tasks of ``cfg`` with at least ``min_positives`` test positives in every seed."""
+    if min_positives <= 0:
+        return list(results.tasks.get(cfg, []))
     out = []
     for task in results.tasks.get(cfg, []):
         pos = [results.get(cfg, lr, s, "test", task, "positives") for s in results.seeds[(*cfg, lr)]]
@@ -99,6 +102,9 @@ def shown_tasks(results: Results, cfg: tuple, lr: float, min_positives: int) -> 
 
 
 def _avg(results: Results, cfg: tuple, lr: float, seed: int, tasks: list[str]) -> float:
+    """The test primary metric: Avg. AUC over ``tasks`` (those shown), or the report's own figure."""
+    if results.metric.primary != "avg_auc":
+        return results.get(cfg, lr, seed, "test", "", results.metric.primary)
     values = [results.get(cfg, lr, seed, "test", t, "auc") for t in tasks]
     values = [v for v in values if math.isfinite(v)]
     return statistics.fmean(values) if values else math.nan
@@ -113,7 +119,8 @@ def backbone_rows(results: Results, table: TableSpec, dataset: str, backbone: st
     tasks = shown_tasks(results, base_cfg, base_lr, table.min_positives)
     seeds = sorted(results.seeds[(*base_cfg, base_lr)])
     base = RowFigures(table.baseline, base_lr, baseline=True)
-    base.per_task = {t: [results.get(base_cfg, base_lr, s, "test", t, "auc") for s in seeds] for t in tasks}
+    base.per_task = {t: [results.get(base_cfg, base_lr, s, "test", t, results.metric.task) for s in seeds]
+                     for t in tasks}
     base.avg = [_avg(results, base_cfg, base_lr, s, tasks) for s in seeds]
     out = [base]
     for row in table.rows:
@@ -131,11 +138,12 @@ def _delta_row(results: Results, table: TableSpec, dataset: str, backbone: str, 
     seeds = sorted(results.seeds[(*cfg, lr)] & results.seeds[(*bcfg, blr)])
     own = shown_tasks(results, bcfg, blr, table.min_positives)
     row_tasks = [t for t in own if t in results.tasks.get(cfg, [])]
+    change, metric = CHANGES[results.metric.change], results.metric.task
     for t in tasks:
         if t in row_tasks:
-            figures.per_task[t] = [relative_change(results.get(cfg, lr, s, "test", t, "auc"),
-                                                   results.get(bcfg, blr, s, "test", t, "auc")) for s in seeds]
-    figures.avg = [relative_change(_avg(results, cfg, lr, s, row_tasks), _avg(results, bcfg, blr, s, row_tasks))
+            figures.per_task[t] = [change(results.get(cfg, lr, s, "test", t, metric),
+                                          results.get(bcfg, blr, s, "test", t, metric)) for s in seeds]
+    figures.avg = [change(_avg(results, cfg, lr, s, row_tasks), _avg(results, bcfg, blr, s, row_tasks))
                    for s in seeds]
     figures.acting = [int(results.get(cfg, lr, s, "train", "", "stage_acting"))
                       for s in seeds if math.isfinite(results.get(cfg, lr, s, "train", "", "stage_acting"))]
@@ -144,15 +152,16 @@ def _delta_row(results: Results, table: TableSpec, dataset: str, backbone: str, 
     return figures
 
 
-def _mean_sd(values: list[float], pct: bool) -> str:
+def _mean_sd(values: list[float], change: str | None) -> str:
+    """mean ± std of values, or of changes (``relative``: %, ``points``: pt) with the † mark."""
     values = [v for v in values if math.isfinite(v)]
     if not values:
         return "n/a"
     mean = statistics.fmean(values)
     sd = statistics.stdev(values) if len(values) > 1 else 0.0
-    if pct:
+    if change is not None:
         mark = "" if significant(values) else " †"
-        return f"{mean:+.2f} ± {sd:.2f}%{mark}"
+        return f"{mean:+.2f} ± {sd:.2f}{' pt' if change == 'points' else '%'}{mark}"
     return f"{mean:.4f} ± {sd:.4f}"
 
 
@@ -161,9 +170,13 @@ def render(suite: Suite, results: Results) -> str:
     lines = [f"# Suite `{suite.name}`", ""]
     if suite.description:
         lines += [suite.description, ""]
+    m = suite.metric
+    how = ("relative change against the baseline (seed 001 §4.2)" if m.change == "relative"
+           else "change against the baseline in points, (run − baseline) · 100 (seed 000 Table 2)")
     lines += [f"Seeds per cell: {suite.seeds}; learning-rate grid: {', '.join(f'{x:g}' for x in suite.lrs)} "
-              "(best validation Avg. AUC per variant). Baseline rows: test AUC, mean ± std over seeds. Other "
-              "rows: relative change against the baseline (seed 001 §4.2), per seed, mean ± std; **†** = not "
+              f"(best validation {metric_title(m.primary)} per variant). Baseline rows: test "
+              f"{metric_title(m.task)} per task and {metric_title(m.primary)}, mean ± std over seeds. Other "
+              f"rows: {how}, per seed, mean ± std; **†** = not "
               "significant (paired t-test over seeds, two-sided 5 %; always with one seed). `acting`: seeds "
               "whose stage_acting was true.", ""]
     for table in suite.tables:
@@ -173,20 +186,22 @@ def render(suite: Suite, results: Results) -> str:
 
 
 def _render_table(results: Results, table: TableSpec, dataset: str) -> list[str]:
+    change = results.metric.change
     lines = [f"## {table.title}: {dataset}", ""]
     blocks = [(b, *backbone_rows(results, table, dataset, b)) for b in table.backbones]
     tasks = next((t for _, t, rows in blocks if rows), [])
     if not tasks:
         return lines + ["(no finished cells yet)", ""]
     published = any(table.published.get(b) for b in table.backbones)
-    head = ["model", "lr", *tasks, "Avg. AUC", "acting", *table.columns] + (["published Δ Avg."] if published else [])
+    head = ["model", "lr", *tasks, metric_title(results.metric.primary), "acting", *table.columns] + (["published Δ Avg."] if published else [])
     lines += ["| " + " | ".join(head) + " |", "|---|---:|" + "---:|" * (len(head) - 2)]
     for backbone, _, rows in blocks:
         for fig in rows:
             name = backbone if fig.baseline else f"{backbone} – {fig.label}"
             cells = [name, "n/a" if fig.lr is None else f"{fig.lr:g}"]
-            cells += [_mean_sd(fig.per_task[t], not fig.baseline) if t in fig.per_task else "–" for t in tasks]
-            cells.append(_mean_sd(fig.avg, not fig.baseline))
+            shown = None if fig.baseline else change
+            cells += [_mean_sd(fig.per_task[t], shown) if t in fig.per_task else "–" for t in tasks]
+            cells.append(_mean_sd(fig.avg, shown))
             cells.append("" if fig.baseline else f"{sum(fig.acting)}/{len(fig.acting)}")
             for column in table.columns:
                 values = [v for v in fig.extra.get(column, []) if math.isfinite(v)]

@@ -1,9 +1,9 @@
-"""Offline evaluation of a run (SPEC §7): score a split with the final checkpoint, exact AUC/GAUC.
+"""Offline evaluation of a run (SPEC §7): score a split with the final checkpoint, exactly.
 
-The checkpoint's shards from every rank are stitched into full tables
-(:func:`~recsys_hmtl.training.checkpoint.assemble_full_state`) and loaded into the unsharded tower,
-so one process evaluates a run of any world size, and the same checkpoint gives the same numbers
-every time (no sampling, no approximation: every row of the split is scored once).
+The checkpoint's shards from every rank are stitched into the full state
+(:func:`~recsys_hmtl.training.checkpoint.assemble_full_state`) and handed to the run's adapter,
+which scores every row of the split with the unsharded model: one process evaluates a run of any
+world size, and the same checkpoint gives the same numbers every time.
 """
 
 from __future__ import annotations
@@ -11,59 +11,36 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
-import torch
-
-from ..config import RunConfig
-from ..data.pipeline import PreparedData, prepare
 from ..errors import InputError
 from ..evaluation.compare import compare_markdown, compare_runs
-from ..evaluation.report import auc_warnings, build_report, write_report
-from ..models import build_model
+from ..evaluation.report import auc_warnings, write_report
 from .checkpoint import CheckpointStore, assemble_full_state
 from .files import read_run_config
-from .setup import check_inputs_unchanged, input_fingerprint, model_hparams, run_labels
+from .run_plan import RunPlan, resolve_run
+from .setup import check_inputs_unchanged, run_labels
 
 SPLITS = ("val", "test")
 REPORT_FILE = "eval_report.json"
 SUMMARY_FILE = "run_summary.json"
 
 
-@torch.no_grad()
-def score_split(model: torch.nn.Module, prepared: PreparedData, split: str, batch_size: int):
-    """``(labels [N, T] int8, scores [N, T] float32, groups [N])`` of every row of ``split``."""
-    model.eval()
-    stream = prepared.stream(split, batch_size)
-    labels, scores, groups = [], [], []
-    for batch in stream:
-        outputs = model(batch)
-        scores.append(torch.sigmoid(outputs.stacked.T).numpy())
-        labels.append(batch.labels.numpy().astype(np.int8))
-        groups.append(batch.groups.numpy())
-    if not scores:
-        raise InputError(f"the {split} split is empty", key="data.split")
-    return np.concatenate(labels), np.concatenate(scores), np.concatenate(groups)
-
-
-def evaluate_checkpoint(run_dir: str | Path, split: str = "test", *, cfg: RunConfig | None = None,
-                        prepared: PreparedData | None = None) -> dict:
-    """The SPEC §7 report of ``split`` for the last checkpoint of ``run_dir`` (``cfg``: the run's
-    config when the caller has it, else read from ``RUN_DIR/config.yaml``)."""
+def evaluate_checkpoint(run_dir: str | Path, split: str = "test", *, plan: RunPlan | None = None,
+                        prepared=None) -> dict:
+    """The report of ``split`` for the last checkpoint of ``run_dir`` (``plan``: the run's resolved
+    config when the caller has it, else resolved from ``RUN_DIR/config.yaml``; ``prepared``: the
+    adapter's data when the caller has it)."""
     if split not in SPLITS:
         raise InputError(f"unknown split '{split}'; use one of {list(SPLITS)}", key="--split")
     run_dir = Path(run_dir)
-    cfg = cfg or read_run_config(run_dir)
+    plan = plan or resolve_run(read_run_config(run_dir))
     latest = CheckpointStore(run_dir).latest()
     if latest is None:
         raise InputError("the run has no checkpoint yet", file=str(run_dir / "checkpoints"))
     if prepared is None:
-        check_inputs_unchanged(input_fingerprint(cfg), latest, "evaluate scores the files a run was trained on")
-        prepared = prepare(cfg.data, cfg.tasks)
-    model = build_model(cfg.model.name, prepared.features, prepared.tasks, **model_hparams(cfg))
+        check_inputs_unchanged(plan.fingerprint(), latest, "evaluate scores the files a run was trained on")
+        prepared = plan.adapter.prepare(plan.resolved)
     state = assemble_full_state(Path(latest["path"]), int(latest["world_size"]))
-    model.load_state_dict(state)
-    labels, scores, groups = score_split(model, prepared, split, cfg.trainer.eval_batch_size)
-    report = build_report(split, labels, scores, groups, prepared.tasks)
+    report = plan.adapter.evaluate(plan.resolved, prepared, state, split, plan.config.trainer.eval_batch_size)
     report["checkpoint"] = {"path": str(latest["path"]), "batch": latest["step"], "steps": latest.get("steps")}
     report["final"] = report_status(run_dir, report) is None
     return report
@@ -113,7 +90,8 @@ def compare_run_dirs(run_dirs: list[str | Path], allow_partial: bool = False) ->
             partial[str(run_dir)] = status
         label = run_dir.name + (" (partial)" if status is not None else "")
         runs.append((label, cfg.stage.name, report))
-        warnings += [f"{run_dir.name}: {w}" for w in auc_warnings(report.get("tasks", {}), report.get("split"))]
+        if report.get("task_metric", "auc") == "auc":
+            warnings += [f"{run_dir.name}: {w}" for w in auc_warnings(report.get("tasks", {}), report.get("split"))]
     if len(set(splits.values())) > 1:
         raise InputError("the reports are of different splits ("
                          + "; ".join(f"{run}: {split}" for run, split in splits.items()) + ")",
@@ -149,8 +127,9 @@ def acting_markdown(run_dirs: list[Path]) -> str:
 def evaluate_run(run_dir: str | Path, split: str = "test", out: str | Path | None = None) -> dict:
     """``recsys-hmtl evaluate``: write ``eval_report.json`` (+ ``.md``), push it when configured."""
     run_dir = Path(run_dir)
-    cfg = read_run_config(run_dir)
-    report = evaluate_checkpoint(run_dir, split, cfg=cfg)
+    plan = resolve_run(read_run_config(run_dir))
+    cfg = plan.config
+    report = evaluate_checkpoint(run_dir, split, plan=plan)
     write_report(report, Path(out) if out else run_dir / REPORT_FILE)
     if cfg.metrics.pushgateway:  # a push failure fails the job: its numbers are what it exports
         from ..monitoring import push_evaluation

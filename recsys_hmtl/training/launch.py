@@ -1,7 +1,7 @@
 """``--nproc N``: the same command under torchrun, one process per rank (SPEC §6).
 
 torchrun (``torch.distributed.run``) sets RANK/WORLD_SIZE/MASTER_ADDR/MASTER_PORT for each child,
-which :func:`~recsys_hmtl.training.sharding.ensure_process_group` reads (gloo on CPU, nccl on
+which :func:`~recsys_hmtl.training.distributed.ensure_process_group` reads (gloo on CPU, nccl on
 GPU). ``--standalone`` picks a free port on 127.0.0.1, so concurrent runs do not collide. The
 launcher *replaces* this process with torchrun (``exec``): a scheduler's SIGTERM reaches torchrun,
 which forwards it to every rank (they stop together after the next step and checkpoint it).

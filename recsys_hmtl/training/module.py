@@ -1,8 +1,10 @@
-"""The LightningModule of the main job (SPEC §6): forward, per-task losses, the loss stage, one step.
+"""The LightningModule of the main job (SPEC §6): the adapter's model, the loss stage, one step.
 
 Lightning owns the loop; this module owns one training step and the state a checkpoint needs.
-Manual optimisation: the loss stage runs the (single) backward, TorchRec's fused optimizer updates
-the embedding rows inside it, then the dense optimizer (dense layers + stage parameters) steps.
+Manual optimisation: the adapter's :class:`~recsys_hmtl.training.adapter.Trainable` gives the
+per-task losses and the shared representation (:class:`~recsys_hmtl.training.outputs.TaskOutputs`),
+the loss stage runs the (single) backward (TorchRec's fused optimizer, where the model has one,
+updates embedding rows inside it), then the dense optimizer (model + stage parameters) steps.
 Steps are counted here (``position``), not by ``trainer.global_step``.
 
 A non-finite loss skips the step on every rank (the finite flag is all-reduced first, so no rank
@@ -24,12 +26,12 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from ..data.batch import Batch
 from ..priority import LossStage, NonFiniteLossError
 from ..priority.acting import DEFAULT_WINDOW, WeightWindow
+from .adapter import Trainable
 from .checkpoint import plain_state, restore_into
-from .losses import auxiliary_total, detached_values, first_nonfinite, task_losses
 from .position import DataPosition
+from .step_values import detached_values, first_nonfinite
 
 
 class TrainingDiverged(RuntimeError):
@@ -70,15 +72,15 @@ class Counters:
 
 
 class MultiTaskTraining(pl.LightningModule):
-    """``dmp``: the DMP-wrapped tower; ``model``: the same tower unwrapped (auxiliary losses)."""
+    """``trainable``: the adapter's model (``trainable.module`` is this module's child ``model``)."""
 
-    def __init__(self, dmp: nn.Module, model: nn.Module, stage: LossStage, dense_optimizer: torch.optim.Optimizer,
+    def __init__(self, trainable: Trainable, stage: LossStage, dense_optimizer: torch.optim.Optimizer,
                  *, epoch_length: int, max_nonfinite: int, log_every: int, world_size: int = 1,
                  acting_window: int = DEFAULT_WINDOW) -> None:
         super().__init__()
         self.automatic_optimization = False
-        self.dmp, self.stage = dmp, stage
-        self._model = [model]  # not a child: its parameters are the DMP's
+        self.trainable, self.stage = trainable, stage
+        self.model: nn.Module = trainable.module
         self.dense_optimizer = dense_optimizer
         self.tasks = list(stage.tasks)
         self.epoch_length, self.max_nonfinite, self.log_every = epoch_length, max_nonfinite, log_every
@@ -96,28 +98,27 @@ class MultiTaskTraining(pl.LightningModule):
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return self.dense_optimizer
 
-    def transfer_batch_to_device(self, batch: Batch, device: torch.device, dataloader_idx: int) -> Batch:
+    def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
         return batch.to(device)
 
-    def training_step(self, batch: Batch, batch_idx: int) -> None:
+    def training_step(self, batch: Any, batch_idx: int) -> None:
         started = time.perf_counter()
-        outputs = self.dmp(batch)
-        losses = task_losses(outputs, batch.labels, self.tasks)
-        extra = auxiliary_total(self._model[0].auxiliary_losses(outputs, batch.labels))
+        out = self.trainable.forward(batch)
+        losses, extra = out.losses, out.extra
         values, extra_value = detached_values(losses, extra)
         bad, self.stop_agreed = self._agree(first_nonfinite(values, extra_value), self.stop_requested)
         optimizer = self.optimizers()
         if bad is None:
             optimizer.zero_grad(set_to_none=True)
             try:
-                self.stage.backward(losses, shared=outputs.shared, extra=extra)
+                self.stage.backward(losses, shared=out.shared, extra=extra)
             except (NonFiniteLossError, FloatingPointError) as exc:  # non-finite task gradients
                 bad = getattr(exc, "task", None) or "gradient"
             else:
                 self._average_stage_gradients()
                 optimizer.step()
         seconds = time.perf_counter() - started
-        self._account(batch, values, bad, seconds)
+        self._account(out.batch_size, values, bad, seconds)
         self.epoch_ended = self.position.advance(self.epoch_length)
         if self.epoch_ended:
             self.stage.end_epoch()
@@ -142,9 +143,9 @@ class MultiTaskTraining(pl.LightningModule):
         dist.all_reduce(flags, op=dist.ReduceOp.MAX)
         return bad or ("another rank" if int(flags[0]) else None), bool(flags[1])
 
-    def _account(self, batch: Batch, values: dict[str, float], bad: str | None, seconds: float) -> None:
+    def _account(self, batch_size: int, values: dict[str, float], bad: str | None, seconds: float) -> None:
         c = self.counters
-        self.last = StepRecord(seconds, batch.batch_size, values,
+        self.last = StepRecord(seconds, batch_size, values,
                                self.stage.diagnostics(), bad)
         c.step_seconds += seconds
         if bad is not None:
@@ -159,7 +160,7 @@ class MultiTaskTraining(pl.LightningModule):
         c.steps += 1
         c.consecutive_skipped = 0
         self.acting.observe(self.last.diagnostics)
-        c.samples += batch.batch_size * self.world_size
+        c.samples += batch_size * self.world_size
         if c.steps % self.log_every == 0:
             self._log_losses(values)
 
@@ -179,9 +180,9 @@ class MultiTaskTraining(pl.LightningModule):
     def checkpoint_payload(self, config_digest: str) -> dict[str, Any]:
         """This rank's whole state (its shards only), as plain tensors (``weights_only`` loads)."""
         return {
-            "model": plain_state(self.dmp.state_dict()),
+            "model": plain_state(self.model.state_dict()),
             "dense_optimizer": plain_state(self.dense_optimizer.state_dict()),
-            "fused_optimizer": plain_state(self.dmp.fused_optimizer.state_dict()["state"]),
+            "fused_optimizer": plain_state(self.trainable.optimizer_state()),
             "stage": plain_state(self.stage.state_dict()),
             "acting": self.acting.state_dict(),
             "position": self.position.to_dict(),
@@ -193,8 +194,8 @@ class MultiTaskTraining(pl.LightningModule):
     @torch.no_grad()
     def restore(self, payload: dict[str, Any]) -> None:
         """Put this rank back exactly where :meth:`checkpoint_payload` was taken."""
-        restore_into(self.dmp.state_dict(), payload["model"], "model")
-        restore_into(self.dmp.fused_optimizer.state_dict()["state"], payload["fused_optimizer"], "fused_optimizer")
+        restore_into(self.model.state_dict(), payload["model"], "model")
+        self.trainable.load_optimizer_state(payload["fused_optimizer"])
         self.dense_optimizer.load_state_dict(payload["dense_optimizer"])
         self.stage.load_state_dict(payload["stage"])
         if "acting" in payload:  # checkpoints from before stage_acting: the window restarts

@@ -8,10 +8,9 @@ starts reading from it: a resumed run sees exactly the batches an uninterrupted 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Iterator
+from typing import Any, Iterator
 
-from ..data.batch import Batch
-from ..data.batches import BatchStream
+from .adapter import BatchStream
 
 
 @dataclass
@@ -48,7 +47,7 @@ class RemainingBatches:
             left = min(left, max(0, self.max_steps - self.position.consumed))
         return left
 
-    def __iter__(self) -> Iterator[Batch]:
+    def __iter__(self) -> Iterator[Any]:
         total = len(self)
         epoch, start = self.position.epoch, self.position.batch
         while total > 0:

@@ -8,8 +8,9 @@ process group, no Lightning DDP on top of DMP's). The steps:
    checkpoint store; ``--resume`` continues from the newest intact checkpoint (a run with nothing
    to resume starts fresh, so a scheduled ``--resume`` works on the first day too); an existing
    run without ``--resume`` is refused.
-2. The data (rank 0 encodes and caches first; the others read the cache), the tower on the meta
-   device sharded by DMP with the fused sparse optimizer, the loss stage, the dense optimizer.
+2. The adapter's data (rank 0 prepares and caches first; the others read the cache) and model
+   (the recommendation adapter: the tower sharded by DMP with the fused sparse optimizer), the loss
+   stage, the dense optimizer.
 3. Lightning fits the remaining batches; checkpoints every ``trainer.ckpt_every`` and at the end.
 4. Rank 0 scores the validation split from the final checkpoint and writes ``run_summary.json``.
 """
@@ -29,20 +30,16 @@ import torch
 from pytorch_lightning.loggers import CSVLogger
 
 from ..config import RunConfig
-from ..data.pipeline import prepare
 from ..errors import InputError
-from ..models import build_model
 from .callbacks import GracefulStop, PeriodicCheckpoint, PrometheusMetrics
 from .checkpoint import CheckpointStore
+from .distributed import ensure_process_group, rank_and_world
 from .evaluate import evaluate_checkpoint
 from .files import exclusive_run_folder, write_json, write_run_config
 from .module import MultiTaskTraining, TrainingInterrupted
 from .position import RemainingBatches
-from .run_plan import resolve_run
-from .setup import (build_loss_stage, check_inputs_unchanged, dense_optimizer_for, input_fingerprint,
-                    model_hparams, rank_and_world, run_labels, sharding_config)
-from .plan import plan_summary
-from .sharding import ensure_process_group, shard_model
+from .run_plan import RunPlan, resolve_run
+from .setup import build_loss_stage, check_inputs_unchanged, dense_optimizer_for, run_labels
 
 log = logging.getLogger(__name__)
 # Keys that may change between a run and its resumption (schedule and monitoring only).
@@ -68,16 +65,17 @@ def train(cfg: RunConfig, run_dir: str | Path, resume: bool = False) -> dict:
     pushes ``run_success 0`` and leaves the last-success timestamp alone."""
     run_dir = Path(run_dir)
     rank, world = rank_and_world()
-    resolve_run(cfg)  # every configuration error before the run folder is touched
+    plan = resolve_run(cfg)  # every configuration error before the run folder is touched
+    plan.check_world_size(world)
     try:
         with exclusive_run_folder(run_dir) if rank == 0 else nullcontext():
-            summary = _train(cfg, run_dir, resume, rank, world)
+            summary = _train(plan, run_dir, resume, rank, world)
             if rank == 0:
-                summary["pushed"] = _push_outcome(cfg, run_dir, success=True, summary=summary)
+                summary["pushed"] = _push_outcome(plan, run_dir, success=True, summary=summary)
                 write_json(run_dir / "run_summary.json", summary)
     except BaseException:
         if rank == 0:
-            _push_outcome(cfg, run_dir, success=False)
+            _push_outcome(plan, run_dir, success=False)
         raise
     if world > 1:  # free the sharded model and its DDP/gloo state, then the group, before exit
         gc.collect()  # (no barrier: rank 0 may still be scoring the validation split)
@@ -85,39 +83,39 @@ def train(cfg: RunConfig, run_dir: str | Path, resume: bool = False) -> dict:
     return summary
 
 
-def _push_outcome(cfg: RunConfig, run_dir: Path, success: bool, summary: dict | None = None) -> str | None:
+def _push_outcome(plan: RunPlan, run_dir: Path, success: bool, summary: dict | None = None) -> str | None:
     """Push to the Pushgateway when configured; a push failure is logged, not fatal (the run's files
     are the product; a missing push shows up as an overdue run in the alerts)."""
+    cfg = plan.config
     if not cfg.metrics.pushgateway:
         return None
     from ..monitoring import PushError, push_run
 
     try:
         push_run(cfg.metrics.pushgateway, run_labels(cfg, run_dir), success=success, summary=summary,
-                 tasks=cfg.task_names or None)
+                 tasks=list(plan.task_names))
         return cfg.metrics.pushgateway
     except PushError as exc:
         log.error("%s", exc)
         return f"failed: {exc}"
 
 
-def _train(cfg: RunConfig, run_dir: Path, resume: bool, rank: int, world: int) -> dict:
+def _train(plan: RunPlan, run_dir: Path, resume: bool, rank: int, world: int) -> dict:
+    cfg = plan.config
     started = time.perf_counter()
     store = CheckpointStore(run_dir, rank, world)
     latest = store.resume_point() if resume else store.latest()  # resume: newest intact checkpoint
     if latest is not None and not resume:
         raise InputError("the run folder already holds a checkpointed run", file=str(run_dir),
                          hint="pass --resume to continue it, or choose another --out")
-    inputs = input_fingerprint(cfg)
+    inputs = plan.fingerprint()
     if latest is not None:
         check_inputs_unchanged(inputs, latest, "a resumed run continues on the data it started on")
-    if cfg.trainer.batch_size % world:
-        raise InputError(f"must be divisible by the number of processes ({world})", key="trainer.batch_size")
     pl.seed_everything(cfg.seed, workers=False, verbose=False)
     random.seed(cfg.seed)
     group = ensure_process_group(torch.device(cfg.trainer.device))
-    prepared = _prepare_in_rank_order(cfg, rank, world)
-    module, epoch_batches = _build_module(cfg, prepared, rank, world, group)
+    prepared = _prepare_in_rank_order(plan, rank, world)
+    module, epoch_batches = _build_module(plan, prepared, rank, world, group)
     digest = resume_digest(cfg)
     if latest is not None:
         payload = store.load(latest)
@@ -129,7 +127,7 @@ def _train(cfg: RunConfig, run_dir: Path, resume: bool, rank: int, world: int) -
         write_run_config(cfg, run_dir)  # only once the inputs, model and stage are known to be good
     samples_before = module.counters.samples
 
-    metrics = _training_metrics(cfg, tasks=prepared.tasks, run_dir=run_dir, rank=rank)
+    metrics = _training_metrics(cfg, tasks=list(plan.task_names), run_dir=run_dir, rank=rank)
     checkpoints = PeriodicCheckpoint(store, cfg.trainer.ckpt_every, digest, inputs)
     checkpoints.last_saved = None if latest is None else latest["step"]
     batches = RemainingBatches(epoch_batches, module.position, cfg.trainer.max_epochs, cfg.trainer.max_steps)
@@ -150,11 +148,12 @@ def _train(cfg: RunConfig, run_dir: Path, resume: bool, rank: int, world: int) -
             checkpoints.save(module)  # nothing left to train: make sure the final state is on disk
         if rank != 0:
             return {}
-        report = evaluate_checkpoint(run_dir, "val", cfg=cfg, prepared=prepared)
-        if metrics:
+        report = evaluate_checkpoint(run_dir, "val", plan=plan, prepared=prepared)
+        if metrics and all("auc" in v for v in report["tasks"].values()):
             metrics.set_auc(split="val", aucs={t: v["auc"] for t, v in report["tasks"].items()},
-                            gaucs={t: v["gauc"] for t, v in report["tasks"].items()})
+                            gaucs={t: v.get("gauc") for t, v in report["tasks"].items()})
         trained = module.counters.samples - samples_before
+        primary = report["primary_metric"]
         return {
             "config": cfg.to_dict(),
             "inputs": inputs,
@@ -165,50 +164,50 @@ def _train(cfg: RunConfig, run_dir: Path, resume: bool, rank: int, world: int) -
             "wall_seconds": time.perf_counter() - started,
             "samples_per_second": trained / fit_seconds if fit_seconds > 0 else None,
             "val": report["tasks"],
-            "val_avg_auc": report["avg_auc"],
+            "primary_metric": primary,
+            f"val_{primary}": report[primary],
             "stage_diagnostics": module.stage.diagnostics(),
             "stage_acting": module.acting.summary(),
             "checkpoint": str(store.latest()["path"]),
-            "sharding": {table: {"type": t["sharding_type"], "ranks": t["ranks"]}
-                         for table, t in plan_summary(module.dmp.plan)["tables"].items()},
-            "data": {"rows": prepared.report["rows"], "cache": prepared.report.get("cache")},
+            **module.trainable.summary(),
+            "data": plan.adapter.data_summary(prepared),
         }
     finally:
         if metrics:
             metrics.close()
 
 
-def _build_module(cfg: RunConfig, prepared, rank: int, world: int, group):
-    """(the LightningModule: DMP-sharded tower, loss stage, dense optimizer; this rank's batches)."""
+def _build_module(plan: RunPlan, prepared, rank: int, world: int, group):
+    """(the LightningModule: the adapter's model, the loss stage, the dense optimizer; this rank's batches)."""
+    cfg = plan.config
     device = torch.device(cfg.trainer.device)
     per_rank = cfg.trainer.batch_size // world
-    model = build_model(cfg.model.name, prepared.features, prepared.tasks, embedding_device="meta",
-                        **model_hparams(cfg))
-    dmp = shard_model(model, config=sharding_config(cfg, per_rank), device=device, process_group=group)
-    stage = build_loss_stage(cfg, prepared.tasks)
-    stream = prepared.stream("train", per_rank, shuffle=True, seed=cfg.seed, rank=rank, world_size=world)
+    trainable = plan.adapter.build(plan.resolved, prepared, per_rank_batch=per_rank, device=device,
+                                   process_group=group, cfg=cfg)
+    stage = build_loss_stage(cfg, list(plan.task_names))
+    stream = plan.adapter.train_stream(plan.resolved, prepared, per_rank, seed=cfg.seed, rank=rank, world_size=world)
     if len(stream) == 0:
         raise InputError("the training split has fewer rows than processes", key="data.split")
-    module = MultiTaskTraining(dmp, model, stage, dense_optimizer_for(dmp, stage, cfg.trainer.lr),
+    module = MultiTaskTraining(trainable, stage, dense_optimizer_for(trainable, stage, cfg.trainer.lr),
                                epoch_length=len(stream), max_nonfinite=cfg.trainer.max_nonfinite,
                                log_every=cfg.trainer.log_every, world_size=world,
                                acting_window=cfg.trainer.acting_window)
     return module, stream
 
 
-def _prepare_in_rank_order(cfg: RunConfig, rank: int, world: int):
-    """Rank 0 encodes and writes the cache; the other ranks wait, then read it."""
+def _prepare_in_rank_order(plan: RunPlan, rank: int, world: int):
+    """Rank 0 prepares (and caches) the data first; the other ranks wait, then read it."""
     barrier = torch.distributed.barrier if world > 1 else (lambda: None)
     if rank != 0:
         barrier()
-    prepared = prepare(cfg.data, cfg.tasks)
+    prepared = plan.adapter.prepare(plan.resolved)
     if rank == 0:
         barrier()
     return prepared
 
 
 def _check_same_run(payload: dict, digest: dict, latest: dict) -> None:
-    saved = payload.get("config_digest", {})
+    saved = {"adapter": "recsys", **payload.get("config_digest", {})}  # runs from before adapters
     changed = sorted(k for k in set(saved) | set(digest) if saved.get(k) != digest.get(k))
     if changed:
         raise InputError(

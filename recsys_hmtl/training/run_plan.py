@@ -1,13 +1,13 @@
 """A run resolved once, at the config boundary: every configuration check before any work.
 
-:func:`resolve_run` turns a :class:`~recsys_hmtl.config.RunConfig` into a frozen :class:`RunPlan`
-(the resolved data config and task tuple, the backbone's hyper-parameters, the stage's) or raises
-:class:`~recsys_hmtl.errors.InputError` naming the key. ``validate`` and ``train`` (the launcher
-and every rank) call it first, so a bad value fails with exit code 2 before data is read, a run
-folder is touched or a process is started: never after training, never on every resume.
-
-Checks that need the data (the model's hyper-parameters against the features) are
-:func:`~recsys_hmtl.training.setup.check_buildable`, run as soon as the data is prepared.
+:func:`resolve_run` turns a :class:`~recsys_hmtl.config.RunConfig` into a frozen :class:`RunPlan`:
+the adapter (SPEC §9) and its resolved part (data section, task tuple, model hyper-parameters), the
+stage's hyper-parameters and the trainer and metrics settings, each checked; or it raises
+:class:`~recsys_hmtl.errors.InputError` naming the key. ``validate``, ``train`` (the launcher and
+every rank, which resolve the same config to the same plan) and ``evaluate`` start from it, so a
+bad value fails with exit code 2 before data is read, a run folder is touched or a process is
+started. Checks that need the data (the model against the features) are the adapter's
+:meth:`~recsys_hmtl.training.adapter.TaskAdapter.check_model`, run as soon as the data is prepared.
 """
 
 from __future__ import annotations
@@ -20,12 +20,9 @@ from typing import Any, Mapping
 from urllib.parse import urlsplit
 
 from ..config import RunConfig
-from ..data.config import DataConfig, TaskConfig
-from ..data.presets import resolve
-from ..errors import InputError, did_you_mean
-from ..models import available_models
-from .setup import build_loss_stage, model_hparams
-from .sharding import ShardingConfig
+from ..errors import InputError
+from .adapter import AdapterPlan, TaskAdapter, get_adapter
+from .setup import build_loss_stage
 
 DEVICES = ("cpu", "cuda")
 
@@ -35,27 +32,39 @@ class RunPlan:
     """The checked, resolved parts of a run (read-only)."""
 
     config: RunConfig
-    data: DataConfig
-    tasks: tuple[TaskConfig, ...]
-    model_hparams: Mapping[str, Any]
+    adapter: TaskAdapter
+    resolved: AdapterPlan
     stage_hparams: Mapping[str, Any]
 
     @property
+    def data(self) -> Any:
+        return self.resolved.data
+
+    @property
     def task_names(self) -> tuple[str, ...]:
-        return tuple(t.name for t in self.tasks)
+        return self.resolved.tasks
+
+    def fingerprint(self) -> list[dict]:
+        """The input files' fingerprint (content digests; memoised by the adapter where it can)."""
+        return self.adapter.fingerprint(self.resolved)
+
+    def check_world_size(self, world: int) -> None:
+        limit = self.adapter.max_world_size
+        if limit is not None and world > limit:
+            raise InputError(f"the {self.adapter.name} adapter trains in at most {limit} process(es), "
+                             f"not {world}", key="--nproc")
+        if self.config.trainer.batch_size % world:
+            raise InputError(f"must be divisible by the number of processes ({world})", key="trainer.batch_size")
 
 
 def resolve_run(cfg: RunConfig) -> RunPlan:
     """Check every key of ``cfg`` that needs no data; InputError (exit 2) naming the first bad one."""
     _check_trainer(cfg)
     _check_metrics(cfg)
-    data, tasks = resolve(cfg.data, cfg.tasks)
-    if cfg.model.name not in available_models():
-        raise InputError(f"unknown model '{cfg.model.name}'", key="model.name",
-                         hint=did_you_mean(cfg.model.name, available_models()))
-    hparams = model_hparams(cfg)
-    build_loss_stage(cfg, [t.name for t in tasks])  # stage.name and the stage's own checks
-    return RunPlan(config=cfg, data=data, tasks=tuple(tasks), model_hparams=MappingProxyType(hparams),
+    adapter = get_adapter(cfg.adapter)
+    resolved = adapter.resolve(cfg)
+    build_loss_stage(cfg, list(resolved.tasks))  # stage.name and the stage's own checks
+    return RunPlan(config=cfg, adapter=adapter, resolved=resolved,
                    stage_hparams=MappingProxyType(dict(cfg.stage.hparams)))
 
 
@@ -78,7 +87,6 @@ def _check_trainer(cfg: RunConfig) -> None:
     if t.device.split(":")[0] not in DEVICES:
         raise InputError(f"unknown device '{t.device}'", key="trainer.device",
                          hint="use cpu, cuda or cuda:N")
-    ShardingConfig(optimizer=t.sparse_optimizer, lr=t.sparse_lr)  # names trainer.sparse_optimizer
 
 
 def _check_metrics(cfg: RunConfig) -> None:

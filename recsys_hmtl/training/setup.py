@@ -1,56 +1,16 @@
-"""The pieces a run is built from, from its config: rank, sharding, loss stage, dense optimizer."""
+"""The pieces the core builds a run from: the loss stage, the dense optimizer, metric labels, the
+input check of a resumed or evaluated run."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import torch
-from torch import nn
-from torchrec.optim.optimizers import in_backward_optimizer_filter
 
 from ..config import RunConfig
-from ..data.sources import fingerprint, resolve
 from ..errors import InputError, did_you_mean
 from ..priority import LossStage, available_stages, build_stage
-from .sharding import ShardingConfig
-
-
-def rank_and_world() -> tuple[int, int]:
-    """This process's rank and the world size (torchrun's environment; 0 of 1 without it)."""
-    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
-
-
-def model_hparams(cfg: RunConfig) -> dict:
-    """The hyper-parameters of backbone ``model.name``: its own section
-    (``model: {name: ple, embedding_dim: 16, ple: {num_levels: 2}, mmoe: {...}}``) overridden by the
-    keys outside any section (so ``--set model.expert_dims=[64]`` always applies). Sections of the
-    other backbones are ignored, so ``--set model.name=X`` switches backbone."""
-    from ..models import available_models
-
-    hparams = cfg.model.hparams
-    sections = {k: v for k, v in hparams.items() if isinstance(v, dict)}
-    unknown = sorted(set(sections) - set(available_models()))
-    if unknown:
-        raise InputError(f"'{unknown[0]}' is neither a hyper-parameter nor a backbone",
-                         key=f"model.{unknown[0]}", hint=did_you_mean(unknown[0], available_models()))
-    common = {k: v for k, v in hparams.items() if k not in sections}
-    return {**sections.get(cfg.model.name, {}), **common}
-
-
-def check_buildable(cfg: RunConfig, prepared) -> None:
-    """Build the tower on the prepared features (tables on the meta device: no memory), so that a
-    bad ``model.*`` key fails with exit code 2 before any rank is started (the stage's keys are
-    :func:`~recsys_hmtl.training.run_plan.resolve_run`'s: it needs no data)."""
-    from ..models import build_model
-
-    build_model(cfg.model.name, prepared.features, prepared.tasks, embedding_device="meta",
-                **model_hparams(cfg))
-
-
-def sharding_config(cfg: RunConfig, per_rank_batch: int) -> ShardingConfig:
-    return ShardingConfig(optimizer=cfg.trainer.sparse_optimizer, lr=cfg.trainer.sparse_lr,
-                          plan=dict(cfg.trainer.plan), planner_batch_size=per_rank_batch)
+from .adapter import Trainable
 
 
 def build_loss_stage(cfg: RunConfig, tasks: list[str]) -> LossStage:
@@ -64,13 +24,17 @@ def build_loss_stage(cfg: RunConfig, tasks: list[str]) -> LossStage:
         raise InputError(str(exc), key=f"stage ({cfg.stage.name})") from None
 
 
-def dense_optimizer_for(dmp: nn.Module, stage: LossStage, lr: float) -> torch.optim.Optimizer:
-    """Adam over every parameter the fused sparse optimizer does not own (dense layers,
-    data-parallel tables) and the stage's own parameters (routers, log-variances), in a fixed
-    order, so its ``state_dict`` restores on resume."""
-    params = [p for _, p in in_backward_optimizer_filter(dmp.named_parameters())]
-    params += [p for p in stage.parameters() if p.requires_grad]
-    return torch.optim.Adam(params, lr=lr)
+def dense_optimizer_for(trainable: Trainable, stage: LossStage, lr: float) -> torch.optim.Optimizer:
+    """Adam over the model's parameter groups (:meth:`Trainable.parameter_groups`) and the stage's
+    own parameters (routers, log-variances; in the first group at ``lr``), in a fixed order, so its
+    ``state_dict`` restores on resume."""
+    groups = [dict(g, params=list(g["params"])) for g in trainable.parameter_groups(lr)]
+    stage_params = [p for p in stage.parameters() if p.requires_grad]
+    base = next((g for g in groups if g.get("lr", lr) == lr), None)
+    if base is None:
+        groups.append(base := {"params": [], "lr": lr})
+    base["params"] += stage_params
+    return torch.optim.Adam([g for g in groups if g["params"]], lr=lr)
 
 
 def run_labels(cfg: RunConfig, run_dir: Path, rank: int = 0):
@@ -78,13 +42,7 @@ def run_labels(cfg: RunConfig, run_dir: Path, rank: int = 0):
     from ..monitoring import RunLabels
 
     return RunLabels(run_id=Path(run_dir).resolve().name, stage=cfg.stage.name, model=cfg.model.name,
-                     dataset=cfg.data.dataset, rank=rank, group=cfg.metrics.group)
-
-
-def input_fingerprint(cfg: RunConfig) -> list[dict]:
-    """Path, stat key and content digest of every input file the config reads
-    (:func:`~recsys_hmtl.data.sources.fingerprint`)."""
-    return fingerprint(resolve(cfg.data, cfg.tasks)[0])
+                     dataset=str(cfg.data.dataset), rank=rank, group=cfg.metrics.group)
 
 
 def check_inputs_unchanged(inputs: list[dict], latest: dict, why: str) -> None:

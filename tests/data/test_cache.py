@@ -160,7 +160,7 @@ def test_missing_side_rows_are_counted_and_encoded_as_missing(tmp_path):
 def test_validate_summary_and_cli(root, capsys):
     cfg = load_config(ROOT / "configs" / "kuairand_demo.yaml",
                       [f"data.root={root}", f"data.cache_dir={root / 'cache'}"])
-    text = validate(cfg)
+    text = validate(cfg.data, cfg.tasks)
     assert "rows: train" in text and "is_click" in text and "is_hate" in text
     assert "  user_id " in text and "user_features_1k.csv: 100.00%" in text
     assert "cache: miss, wrote" in text

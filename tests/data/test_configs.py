@@ -17,7 +17,9 @@ from recsys_hmtl.data.schema import (
 )
 from recsys_hmtl.data.sources import input_files, load, resolve
 
-CONFIGS = sorted((Path(__file__).resolve().parents[2] / "configs").glob("*.yaml"))
+# The recommendation adapter's configs (the ERE ones are tests/adapters/test_ere_cli.py's).
+CONFIGS = sorted(p for p in (Path(__file__).resolve().parents[2] / "configs").glob("*.yaml")
+                 if yaml.safe_load(p.read_text()).get("adapter", "recsys") == "recsys")
 DATASET_CONFIGS = {"kuairand_1k.yaml": "kuairand", "tiktok.yaml": "tiktok", "qk_video.yaml": "qk_video",
                    "kuairand_demo.yaml": "kuairand"}
 # Counters of video_features_statistic_* (KuaiRand's published header, first columns).

@@ -25,15 +25,15 @@ def test_relative_change_by_hand():
     assert table["baseline"] == "mmoe-sum" and table["tasks"] == ["like", "finish"]
     base, scd, reo = table["runs"]
     # Avg. AUC: sum (0.80 + 0.60)/2 = 0.70; scd (0.84 + 0.57)/2 = 0.705; reordered (0.80 + 0.66)/2 = 0.73
-    assert base["avg_auc"] == pytest.approx(0.70) and scd["avg_auc"] == pytest.approx(0.705)
+    assert base["primary"] == pytest.approx(0.70) and scd["primary"] == pytest.approx(0.705)
     # like: (0.84 − 0.80)/0.80 = +5 %; finish: (0.57 − 0.60)/0.60 = −5 %
-    assert scd["relative_pct"] == pytest.approx({"like": 5.0, "finish": -5.0})
+    assert scd["change"] == pytest.approx({"like": 5.0, "finish": -5.0})
     # Avg: (0.705 − 0.70)/0.70 = +0.714286 % — not the mean of per-task gains (0 %), not RelaImpr
     # with the 0.5 offset ((0.205 − 0.2)/0.2 = +2.5 %)
-    assert scd["avg_auc_relative_pct"] == pytest.approx(0.5 / 0.70)
-    assert reo["relative_pct"] == pytest.approx({"like": 0.0, "finish": 10.0})
-    assert reo["avg_auc_relative_pct"] == pytest.approx(0.03 / 0.70 * 100)
-    assert base["avg_auc_relative_pct"] == 0.0
+    assert scd["primary_change"] == pytest.approx(0.5 / 0.70)
+    assert reo["change"] == pytest.approx({"like": 0.0, "finish": 10.0})
+    assert reo["primary_change"] == pytest.approx(0.03 / 0.70 * 100)
+    assert base["primary_change"] == 0.0
 
     md = compare_markdown(table)
     head = md.splitlines()[0]
@@ -47,9 +47,9 @@ def test_relative_change_by_hand():
 def test_undefined_auc_propagates_as_nan():
     table = compare_runs([("a", "sum", report(x=0.7, y=None)), ("b", "famo", report(x=0.77, y=0.9))])
     b = table["runs"][1]
-    assert math.isnan(b["relative_pct"]["y"]) and b["relative_pct"]["x"] == pytest.approx(10.0)
+    assert math.isnan(b["change"]["y"]) and b["change"]["x"] == pytest.approx(10.0)
     # the baseline's Avg. AUC is over its defined tasks only (0.7); b's over both (0.835)
-    assert b["avg_auc_relative_pct"] == pytest.approx((0.835 - 0.7) / 0.7 * 100)
+    assert b["primary_change"] == pytest.approx((0.835 - 0.7) / 0.7 * 100)
     assert "n/a" in compare_markdown(table)
 
 
@@ -61,4 +61,4 @@ def test_errors_name_what_was_given():
     with pytest.raises(ValueError, match="several runs have stage 'sum'"):
         compare_runs([("a", "sum", report(x=0.7)), ("b", "sum", report(x=0.8))])
     table = compare_runs([("a", "sum", report(x=0.7)), ("b", "sum", report(x=0.77))], baseline="a")
-    assert table["runs"][1]["relative_pct"]["x"] == pytest.approx(10.0)
+    assert table["runs"][1]["change"]["x"] == pytest.approx(10.0)

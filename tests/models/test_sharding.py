@@ -1,4 +1,4 @@
-"""DistributedModelParallel wrapping (recsys_hmtl.training.sharding): fused sparse optimizer, forced
+"""DistributedModelParallel wrapping (recsys_hmtl.adapters.recsys.sharding): fused sparse optimizer, forced
 and planned plans, world size 1 in this process and 2 gloo ranks in child processes."""
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from synthetic import FEATURES, TASKS, TINY, make_batch, task_losses
 from recsys_hmtl.data.batch import Batch
 from recsys_hmtl.errors import InputError
 from recsys_hmtl.models import build_model
-from recsys_hmtl.training.plan import column_block, plan_summary
-from recsys_hmtl.training.sharding import (
+from recsys_hmtl.adapters.recsys.plan import column_block, plan_summary
+from recsys_hmtl.adapters.recsys.sharding import (
     ShardingConfig,
     dense_optimizer,
     ensure_process_group,

@@ -26,7 +26,7 @@ from torchrec.distributed.types import ModuleSharder, ShardingPlan, ShardingType
 from torchrec.modules.embedding_configs import EmbeddingBagConfig
 from torchrec.modules.embedding_modules import EmbeddingBagCollection
 
-from ..errors import InputError, did_you_mean
+from ...errors import InputError, did_you_mean
 
 # Names a config may use (ShardingType values); the device decides which of them are possible.
 SHARDING_TYPES = (

@@ -6,7 +6,6 @@ loss on the products; AITM's calibrator arrives separately as an auxiliary loss.
 
 from __future__ import annotations
 
-import math
 from typing import Mapping, Sequence
 
 import torch
@@ -23,19 +22,3 @@ def task_losses(outputs, labels: Tensor, tasks: Sequence[str]) -> dict[str, Tens
 def auxiliary_total(auxiliary: Mapping[str, Tensor]) -> Tensor | None:
     """The sum of a model's auxiliary losses (already weighted), or None when it has none."""
     return torch.stack([v.reshape(()) for v in auxiliary.values()]).sum() if auxiliary else None
-
-
-def detached_values(losses: Mapping[str, Tensor], extra: Tensor | None) -> tuple[dict[str, float], float | None]:
-    """The losses as floats, read from the device once per step (one transfer, not one per task)."""
-    values = torch.stack([v.detach().reshape(()) for v in losses.values()]).tolist()
-    return dict(zip(losses, values)), None if extra is None else float(extra.detach())
-
-
-def first_nonfinite(values: Mapping[str, float], extra: float | None) -> str | None:
-    """The name of the first task (or ``"auxiliary"``) whose loss is NaN/inf, else None."""
-    for task, value in values.items():
-        if not math.isfinite(value):
-            return task
-    if extra is not None and not math.isfinite(extra):
-        return "auxiliary"
-    return None

@@ -3,7 +3,7 @@
 * The embedding tables get TorchRec's fused sparse optimizer (row-wise Adagrad or Adam), attached
   with ``apply_optimizer_in_backward`` before sharding: FBGEMM updates the rows a batch touched
   inside ``backward()``; no optimizer step is called for them.
-* The plan comes from :func:`~recsys_hmtl.training.plan.build_plan` (TorchRec's planner, tables
+* The plan comes from :func:`~recsys_hmtl.adapters.recsys.plan.build_plan` (TorchRec's planner, tables
   optionally forced to ``table_wise`` / ``column_wise`` / ``data_parallel`` / ...).
 * DMP wraps the dense parts in DDP itself: do not add Lightning's DDP strategy or another DDP.
 
@@ -26,7 +26,6 @@ Typical use (every rank runs the same lines; torchrun sets RANK/WORLD_SIZE/MASTE
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
@@ -47,7 +46,8 @@ from torchrec.optim.apply_optimizer_in_backward import apply_optimizer_in_backwa
 from torchrec.optim.keyed import KeyedOptimizerWrapper
 from torchrec.optim.optimizers import in_backward_optimizer_filter
 
-from ..errors import InputError, did_you_mean
+from ...errors import InputError, did_you_mean
+from ...training.distributed import ensure_process_group
 from .plan import build_plan, embedding_tables
 
 
@@ -129,21 +129,6 @@ def attach_fused_optimizer(
         if any(hasattr(p, "_optimizer_classes") for p in params):
             raise ValueError(f"'{path}' already has an optimizer applied in backward")
         apply_optimizer_in_backward(optimizer_class, params, dict(kwargs))
-
-
-def ensure_process_group(device: torch.device) -> dist.ProcessGroup:
-    """The default process group, initialised if needed: from torchrun's environment variables
-    when they are set (``env://``), otherwise a single-rank group on an in-process store (no
-    port). The backend is gloo on CPU, nccl on CUDA."""
-    if not dist.is_initialized():
-        backend = "nccl" if device.type == "cuda" else "gloo"
-        if "MASTER_ADDR" in os.environ and "WORLD_SIZE" in os.environ:
-            dist.init_process_group(backend, init_method="env://")
-        else:
-            dist.init_process_group(backend, store=dist.HashStore(), rank=0, world_size=1)
-    group = dist.GroupMember.WORLD
-    assert group is not None
-    return group
 
 
 def shard_model(

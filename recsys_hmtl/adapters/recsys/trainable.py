@@ -1,0 +1,41 @@
+"""A DMP-sharded tower as the training core trains it: BCE task losses, the fused sparse optimizer."""
+
+from __future__ import annotations
+
+from torch import nn
+from torchrec.optim.optimizers import in_backward_optimizer_filter
+
+from ...training.checkpoint import restore_into
+from ...training.outputs import TaskOutputs
+from ...training.adapter import Trainable
+from .losses import auxiliary_total, task_losses
+from .plan import plan_summary
+
+
+class ShardedTower(Trainable):
+    """``dmp``: the DMP-wrapped tower (its state dict holds the table shards of this rank);
+    ``model``: the same tower unwrapped (for its auxiliary losses, e.g. AITM's calibrator)."""
+
+    def __init__(self, dmp: nn.Module, model: nn.Module, tasks: list[str]) -> None:
+        self.module, self._model, self.tasks = dmp, model, list(tasks)
+
+    def forward(self, batch) -> TaskOutputs:
+        outputs = self.module(batch)
+        losses = task_losses(outputs, batch.labels, self.tasks)
+        extra = auxiliary_total(self._model.auxiliary_losses(outputs, batch.labels))
+        return TaskOutputs(losses, outputs.shared, extra, batch.batch_size)
+
+    def parameter_groups(self, lr: float) -> list[dict]:
+        """Every parameter the fused sparse optimizer does not own (dense layers, data-parallel
+        tables), in a fixed order, so the dense optimizer's ``state_dict`` restores on resume."""
+        return [{"params": [p for _, p in in_backward_optimizer_filter(self.module.named_parameters())], "lr": lr}]
+
+    def optimizer_state(self) -> dict:
+        return self.module.fused_optimizer.state_dict()["state"]
+
+    def load_optimizer_state(self, state: dict) -> None:
+        restore_into(self.module.fused_optimizer.state_dict()["state"], state, "fused_optimizer")
+
+    def summary(self) -> dict:
+        return {"sharding": {table: {"type": t["sharding_type"], "ranks": t["ranks"]}
+                             for table, t in plan_summary(self.module.plan)["tables"].items()}}

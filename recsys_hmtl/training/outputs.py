@@ -1,0 +1,22 @@
+"""What a model hands the training core for one batch (SPEC §9): per-task losses and the shared
+representation. Every adapter's model returns this; the core never looks inside a batch."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+from torch import Tensor
+
+
+@dataclass
+class TaskOutputs:
+    """``losses``: ``{task: scalar loss}`` in priority order (mean over the batch's samples);
+    ``shared``: the shared representation the task heads read (non-leaf tensor(s), what rep-grad
+    gradient stages differentiate against); ``extra``: an auxiliary loss added to every stage's
+    objective (already weighted), or None; ``batch_size``: samples in the batch."""
+
+    losses: Mapping[str, Tensor]
+    shared: Tensor | Sequence[Tensor] | None
+    extra: Tensor | None
+    batch_size: int
