@@ -76,8 +76,13 @@ class PreparedData:
 
 
 def prepare(data_cfg: DataConfig, tasks: list[TaskConfig], *, use_cache: bool = True) -> PreparedData:
-    """Resolve the preset, then read the cache or load + split + encode (+ write the cache)."""
-    cfg, resolved = resolve(data_cfg, tasks)
+    """Resolve the preset, then :func:`prepare_resolved`."""
+    return prepare_resolved(*resolve(data_cfg, tasks), use_cache=use_cache)
+
+
+def prepare_resolved(cfg: DataConfig, resolved: list[TaskConfig], *, use_cache: bool = True) -> PreparedData:
+    """Read the cache or load + split + encode (+ write the cache) the data of an already resolved
+    config (:func:`~recsys_hmtl.data.presets.resolve`: a run plan holds it)."""
     if not use_cache:
         prepared = _encode(cfg, resolved)
         prepared.report.update(cache="off", cache_hit=False, cache_dir=None)
@@ -91,7 +96,7 @@ def prepare(data_cfg: DataConfig, tasks: list[TaskConfig], *, use_cache: bool = 
             _discard(entry, exc)
         else:
             log.info("cache: hit %s", entry.path)
-            prepared.rebuild = lambda: prepare(data_cfg, tasks)
+            prepared.rebuild = lambda: prepare_resolved(cfg, resolved)
             memo.save()
             return prepared
     prepared = _write_entry(entry, _encode(cfg, resolved))

@@ -123,3 +123,26 @@ def test_missing_split_names_the_file(webnlg, tmp_path, capsys):
     assert train(webnlg, tmp_path / "run", "data.test_split=heldout") == 2
     err = capsys.readouterr().err
     assert "heldout" in err and str(webnlg) in err
+
+
+def test_reproduce_writes_the_table2_shape(webnlg, tmp_path):
+    """A two-cell ERE suite: results.csv carries the F1 figures, tables.md the Δ in F1 points."""
+    import yaml
+
+    from recsys_hmtl.reproduce import reproduce
+
+    values = dict(item.split("=", 1) for item in [f"data.root={webnlg}", *TINY, "trainer.max_steps=3"])
+    suite = {"config": str(CONFIG), "set": {k: yaml.safe_load(v) for k, v in values.items()}, "seeds": 1,
+             "lrs": [0.003], "metric": {"task": "f1", "primary": "triple_f1", "change": "points"},
+             "datasets": {"webnlg": {}}, "backbones": ["e1"],
+             "variants": {"sum": {"stage.name": "sum"}, "hb_aho": {"stage.name": "hb_aho"}},
+             "tables": [{"title": "Table 2 shape", "baseline": "sum", "rows": ["hb_aho"]}]}
+    path = tmp_path / "ere_suite.yaml"
+    path.write_text(yaml.safe_dump(suite))
+    reproduce(str(path), tmp_path / "out")
+    rows = (tmp_path / "out" / "results.csv").read_text().splitlines()
+    assert any(",test,,triple_f1," in r for r in rows) and any(",test,entity,f1," in r for r in rows)
+    tables = (tmp_path / "out" / "tables.md").read_text()
+    assert "| model | lr | entity | relation | triple F1 | acting |" in tables
+    hb = next(line for line in tables.splitlines() if line.startswith("| e1 – hb_aho"))
+    assert hb.count(" pt") == 3  # entity, relation, triple F1: changes in points

@@ -13,7 +13,7 @@ from types import MappingProxyType
 from typing import Any
 
 from ...data.config import DataConfig, TaskConfig
-from ...data.pipeline import PreparedData, prepare
+from ...data.pipeline import PreparedData, prepare_resolved
 from ...data.presets import resolve
 from ...data.sources import fingerprint, input_files
 from ...errors import InputError, did_you_mean
@@ -62,7 +62,7 @@ class RecsysAdapter(TaskAdapter):
         return fingerprint(plan.data)
 
     def prepare(self, plan: AdapterPlan) -> PreparedData:
-        return prepare(plan.data, list(plan.task_configs))
+        return prepare_resolved(plan.data, list(plan.task_configs))  # the plan's resolution, not a second
 
     def _model(self, plan: AdapterPlan, prepared: PreparedData, **options: Any):
         return build_model(plan.model_name, prepared.features, prepared.tasks, **options, **plan.model_hparams)
