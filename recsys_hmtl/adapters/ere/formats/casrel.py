@@ -9,9 +9,7 @@ from pathlib import Path
 
 from ....errors import InputError
 from ..document import Corpus, Triple
-from .common import (
-    CorpusBuilder, beside, check_relation, load_array, load_rel2id, located, require, require_object, shown,
-)
+from .common import check_relation, located, open_json_corpus, require, require_object, shown
 
 
 def read_casrel(path: str | Path, relations_path: str | Path | None = None) -> Corpus:
@@ -30,11 +28,7 @@ def read_casrel(path: str | Path, relations_path: str | Path | None = None) -> C
     order, and then every relation must be in it; without that file, sorted from the data.
     """
     path = Path(path)
-    inventory = beside(path, relations_path, "rel2id.json")
-    relations = load_rel2id(inventory) if inventory is not None else None
-    known = set(relations) if relations is not None else None
-    documents = load_array(path, "documents")
-    builder = CorpusBuilder(path)
+    inventory, relations, known, documents, builder = open_json_corpus(path, relations_path)
     for row, raw in enumerate(documents, start=1):
         doc = require_object(raw, path, row)
         text = require(doc, "text", str, path, row)

@@ -166,3 +166,13 @@ class CorpusBuilder:
 def located(subject: str, relation: str, obj: str, s: tuple[int, int], o: tuple[int, int]) -> LocatedTriple:
     """A LocatedTriple from texts and ``(start, end)`` pairs."""
     return LocatedTriple(Triple(subject, relation, obj), Span(*s), Span(*o))
+
+
+def open_json_corpus(path: Path, relations_path: str | Path | None):
+    """(the inventory file or None, its relation names or None, their set or None, the JSON array
+    of documents, a builder) of a JSON split whose relation inventory is a ``rel2id.json``
+    (``relations_path``, else beside it)."""
+    inventory = beside(path, relations_path, "rel2id.json")
+    relations = load_rel2id(inventory) if inventory is not None else None
+    known = set(relations) if relations is not None else None
+    return inventory, relations, known, load_array(path, "documents"), CorpusBuilder(path)

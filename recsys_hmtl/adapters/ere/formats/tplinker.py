@@ -7,10 +7,7 @@ from pathlib import Path
 
 from ....errors import InputError
 from ..document import Corpus, LocatedTriple
-from .common import (
-    CorpusBuilder, beside, check_relation, load_array, load_rel2id, located, require, require_object, require_span,
-    shown,
-)
+from .common import check_relation, located, open_json_corpus, require, require_object, require_span, shown
 
 
 def read_tplinker(path: str | Path, relations_path: str | Path | None = None) -> Corpus:
@@ -22,11 +19,7 @@ def read_tplinker(path: str | Path, relations_path: str | Path | None = None) ->
     else beside the file; TPLinker writes ``{name: id}``) in id order, else sorted from the data.
     """
     path = Path(path)
-    inventory = beside(path, relations_path, "rel2id.json")
-    relations = load_rel2id(inventory) if inventory is not None else None
-    known = set(relations) if relations is not None else None
-    documents = load_array(path, "documents")
-    builder = CorpusBuilder(path)
+    inventory, relations, known, documents, builder = open_json_corpus(path, relations_path)
     for row, raw in enumerate(documents, start=1):
         doc = require_object(raw, path, row)
         text = require(doc, "text", str, path, row)
