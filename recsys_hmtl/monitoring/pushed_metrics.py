@@ -49,8 +49,11 @@ def _evaluation(
     tasks: Mapping[str, Mapping[str, Any]],
     avg_auc: Any = None,
     rows: Any = None,
+    primary: tuple[str, Any] | None = None,
 ) -> None:
-    """Per-task AUC/GAUC/rows/positives/GAUC users, the average AUC and the row count of a split."""
+    """Per-task AUC/GAUC/rows/positives/GAUC users, the average AUC and the row count of a split;
+    an adapter's other per-task figures (ERE: precision, recall, f1) as ``recsys_hmtl_eval_task_metric``
+    and its primary metric (``primary``: (name, value)) as ``recsys_hmtl_eval_primary``."""
     values = labels.push_labels()
     per_task = BASE + ["task", "split"]
     gauges = {
@@ -65,13 +68,24 @@ def _evaluation(
                                "Users left out of this task's GAUC (all labels equal).", per_task, registry=reg),
     }
     aucs = []
+    other = None
     for task, numbers in tasks.items():
-        for key, gauge in gauges.items():
-            number = _number((numbers or {}).get(key))
-            if number is not None:
-                gauge.labels(**values, task=task, split=split).set(number)
+        for key, value in (numbers or {}).items():
+            number = _number(value)
+            if number is None:
+                continue
+            if key in gauges:
+                gauges[key].labels(**values, task=task, split=split).set(number)
                 if key == "auc":
                     aucs.append(number)
+                continue
+            other = other or Gauge("recsys_hmtl_eval_task_metric", "Another per-task figure of the adapter's "
+                                   "report (e.g. ERE precision, recall, f1).", per_task + ["metric"], registry=reg)
+            other.labels(**values, task=task, split=split, metric=key).set(number)
+    if primary is not None and _number(primary[1]) is not None:
+        Gauge("recsys_hmtl_eval_primary", "The adapter's primary metric on a split (avg_auc, triple_f1).",
+              BASE + ["split", "metric"], registry=reg).labels(**values, split=split, metric=primary[0]).set(
+                  _number(primary[1]))
     average = _number(avg_auc)
     if average is None and aucs:
         average = sum(aucs) / len(aucs)
@@ -110,7 +124,8 @@ def run_registry(
     if tasks is not None:
         val = {task: val[task] for task in tasks if task in val}
     if val:
-        _evaluation(reg, labels, "val", val)
+        name = str(summary.get("primary_metric", "avg_auc"))
+        _evaluation(reg, labels, "val", val, primary=(name, summary.get(f"val_{name}")))
     diagnostics = dict(finite_items(summary.get("stage_diagnostics")))
     if diagnostics:
         gauge = Gauge("recsys_hmtl_run_stage_diagnostic", "Loss-stage diagnostics at the end of the run.",
@@ -129,6 +144,7 @@ def evaluation_registry(
         raise ValueError("an evaluation report needs a 'tasks' mapping of task -> numbers")
     reg = CollectorRegistry()
     _status(reg, labels, True, time.time() if now is None else now)
+    name = str(report.get("primary_metric", "avg_auc"))
     _evaluation(reg, labels, str(report.get("split", "test")), report["tasks"],
-                report.get("avg_auc"), report.get("rows"))
+                report.get("avg_auc"), report.get("rows"), primary=(name, report.get(name)))
     return reg

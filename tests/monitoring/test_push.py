@@ -55,6 +55,20 @@ def test_push_evaluation_visible_in_gateway_and_prometheus(servers: Stack) -> No
     assert all("instance" not in r["metric"] or r["metric"]["instance"] == "" for r in result)
 
 
+def test_push_of_an_ere_report(servers: Stack) -> None:
+    """Another adapter's report (ERE: per-task P/R/F1, triple F1 primary) reaches the gateway."""
+    prf = {"precision": 0.5, "recall": 0.25, "f1": 1 / 3, "correct": 2, "predicted": 4, "gold": 8}
+    ere = {"split": "test", "rows": 8, "tasks": {"entity": prf, "relation": {**prf, "f1": 0.4}},
+           "triple": prf, "triple_f1": 0.3, "primary_metric": "triple_f1", "task_metric": "f1"}
+    push_evaluation(servers.pushgateway_url, labels("ere-1"), report=ere)
+    f1 = {lab["task"]: v for lab, v in gateway_series(servers, "recsys_hmtl_eval_task_metric", EVALUATE_JOB, "ere-1")
+          if lab["metric"] == "f1"}
+    assert f1 == pytest.approx({"entity": 1 / 3, "relation": 0.4})
+    (lab, value), = gateway_series(servers, "recsys_hmtl_eval_primary", EVALUATE_JOB, "ere-1")
+    assert (lab["metric"], lab["split"], value) == ("triple_f1", "test", pytest.approx(0.3))
+    assert gateway_series(servers, "recsys_hmtl_auc", EVALUATE_JOB, "ere-1") == []
+
+
 def test_rerun_replaces_the_group(servers: Stack) -> None:
     first = report(auc=0.6)
     push_evaluation(servers.pushgateway_url, labels("rerun-1"), report=first)
