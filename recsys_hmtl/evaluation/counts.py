@@ -22,6 +22,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from recsys_hmtl.evaluation.auc import ArrayLike, as_numpy, check_labels_scores, gauc
+from recsys_hmtl.evaluation.calibration import score_quality
 
 __all__ = ["ScoreCounts"]
 
@@ -192,6 +193,13 @@ class ScoreCounts:
         neg_below = np.cumsum(neg) - neg  # negatives with a strictly smaller score
         u2 = 2 * int(np.dot(pos, neg_below)) + int(np.dot(pos, neg))
         return u2 / (2 * n_pos * n_neg)
+
+    def quality(self, task: str) -> dict[str, float]:
+        """Log loss, NE, calibration, positive rate, mean score of everything added (exact, from the
+        folded counts: :mod:`~recsys_hmtl.evaluation.calibration`)."""
+        self._compact()
+        j = self._index(task)
+        return score_quality(self._values[j], self._pos[j], self._neg[j])
 
     def gauc(self, task: str) -> tuple[float, int, int]:
         """``(gauc, users_counted, users_skipped)`` over every row added (needs ``with_groups``)."""

@@ -3,7 +3,8 @@
 Shape::
 
     {"split": "test", "rows": int,
-     "tasks": {task: {"auc", "gauc", "users_counted", "users_skipped", "positives", "rows"}},
+     "tasks": {task: {"auc", "gauc", "users_counted", "users_skipped", "positives", "rows",
+                      "logloss", "ne", "calibration", "positive_rate", "mean_score"}},
      "avg_auc": float, "tasks_without_auc": [task, ...]}
 
 ``avg_auc`` is the mean of the tasks' AUCs that are defined; tasks whose labels are single-class have
@@ -23,6 +24,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from recsys_hmtl.evaluation.auc import ArrayLike, as_numpy, auc, check_labels_scores, gauc
+from recsys_hmtl.evaluation.calibration import row_quality
 from recsys_hmtl.evaluation.counts import ScoreCounts
 
 __all__ = [
@@ -33,10 +35,11 @@ __all__ = [
 TASK_KEYS = ("auc", "gauc", "users_counted", "users_skipped", "positives", "rows")
 
 
-def _entry(auc_value: float, gauc_value: tuple[float, int, int], positives: int, rows: int) -> dict[str, Any]:
+def _entry(auc_value: float, gauc_value: tuple[float, int, int], positives: int, rows: int,
+           quality: Mapping[str, float]) -> dict[str, Any]:
     g, counted, skipped = gauc_value
     return {"auc": float(auc_value), "gauc": float(g), "users_counted": int(counted),
-            "users_skipped": int(skipped), "positives": int(positives), "rows": int(rows)}
+            "users_skipped": int(skipped), "positives": int(positives), "rows": int(rows), **quality}
 
 
 def task_report(labels: ArrayLike, scores: ArrayLike, groups: ArrayLike, tasks: Sequence[str]) -> dict[str, dict[str, Any]]:
@@ -50,7 +53,7 @@ def task_report(labels: ArrayLike, scores: ArrayLike, groups: ArrayLike, tasks: 
     out = {}
     for j, task in enumerate(tasks):
         out[task] = _entry(auc(positive[:, j], s[:, j]), gauc(positive[:, j], s[:, j], g),
-                           int(positive[:, j].sum()), len(s))
+                           int(positive[:, j].sum()), len(s), row_quality(positive[:, j], s[:, j]))
     return out
 
 
@@ -81,7 +84,7 @@ def report_from_counts(counts: ScoreCounts, split: str) -> dict[str, Any]:
     with 0 users counted and skipped."""
     per_task = {
         t: _entry(counts.auc(t), counts.gauc(t) if counts.with_groups else (math.nan, 0, 0),
-                  counts.positives(t), counts.rows)
+                  counts.positives(t), counts.rows, counts.quality(t))
         for t in counts.tasks
     }
     return make_report(split, counts.rows, per_task)
@@ -113,25 +116,29 @@ def _fmt(x: Any, digits: int = 6) -> str:
 
 
 def report_markdown(report: Mapping[str, Any]) -> str:
-    """A Markdown table (task, AUC, GAUC, users counted/skipped, positives, rows) and the Avg. AUC;
+    """A Markdown table (task, AUC, GAUC, log loss, NE, calibration, users counted/skipped, positives,
+    rows) and the Avg. AUC;
     for reports of other metrics (SPEC §9: ``task_metric`` not ``auc``) :func:`metrics_markdown`."""
     if report.get("task_metric", "auc") != "auc":
         return metrics_markdown(report)
     lines = [
         f"## Evaluation: split `{report['split']}`, {report['rows']} rows",
         "",
-        "| task | AUC | GAUC | users counted | users skipped | positives | rows |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| task | AUC | GAUC | log loss | NE | calibration | users counted | users skipped | positives | rows |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for task, e in report["tasks"].items():
-        lines.append(f"| {task} | {_fmt(e['auc'])} | {_fmt(e['gauc'])} | {e['users_counted']} |"
+        lines.append(f"| {task} | {_fmt(e['auc'])} | {_fmt(e['gauc'])} | {_fmt(e.get('logloss'))} |"
+                     f" {_fmt(e.get('ne'), 4)} | {_fmt(e.get('calibration'), 4)} | {e['users_counted']} |"
                      f" {e['users_skipped']} | {e['positives']} | {e['rows']} |")
     without = list(report.get("tasks_without_auc", []))
     n_defined = len(report["tasks"]) - len(without)
     lines += ["", f"**Avg. AUC: {_fmt(report['avg_auc'])}** (mean over {n_defined} task(s) with an AUC)"]
     lines += [f"**Warning:** {w}." for w in auc_warnings(report["tasks"], report["split"])]
     lines += ["", "GAUC weights each user's AUC by the user's impressions; users whose labels for a task "
-              "are all equal have no AUC and are skipped (column *users skipped*).", ""]
+              "are all equal have no AUC and are skipped (column *users skipped*). NE: log loss over the "
+              "entropy of the positive rate (TorchRec's normalised entropy; < 1 beats the base rate). "
+              "Calibration: predicted / observed positives (1 = calibrated).", ""]
     return "\n".join(lines)
 
 

@@ -43,7 +43,7 @@ def test_report_shape_and_values(predictions):
     assert list(rep["tasks"]) == TASKS
     for j, t in enumerate(TASKS):
         e = rep["tasks"][t]
-        assert set(e) == SPEC_TASK_KEYS | {"rows"}
+        assert set(e) == SPEC_TASK_KEYS | {"rows", "logloss", "ne", "calibration", "positive_rate", "mean_score"}
         assert isinstance(e["users_counted"], int) and isinstance(e["positives"], int)
         assert e["positives"] == int(y[:, j].sum()) and e["rows"] == len(y)
         assert e["users_counted"] + e["users_skipped"] == len(np.unique(g))
