@@ -56,6 +56,7 @@ class MetricsConfig:
     addr: str = "127.0.0.1"
     pushgateway: str | None = None
     group: str = "default"  # Pushgateway grouping key part: runs of one config with another group stay apart
+    window: int = 100  # training steps the live per-task log loss / NE / calibration cover
 
 
 @dataclass

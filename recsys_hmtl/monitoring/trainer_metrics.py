@@ -18,6 +18,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, star
 
 from .diagnostics import StageGauges, finite_items
 from .labels import RUN_LABELNAMES, RunLabels
+from .quality import QualityWindow
 
 #: Step-time buckets in seconds, 1 ms .. 60 s (roughly 1-2.5-5 per decade).
 STEP_SECONDS_BUCKETS: tuple[float, ...] = (
@@ -28,7 +29,8 @@ STEP_SECONDS_BUCKETS: tuple[float, ...] = (
 class TrainingMetrics:
     """Per-task loss, stage diagnostics, AUC, throughput and step-time metrics of one process.
 
-    ``throughput_window`` is how many recent steps ``recsys_hmtl_samples_per_second`` averages over.
+    ``throughput_window`` is how many recent steps ``recsys_hmtl_samples_per_second`` averages over,
+    ``quality_window`` how many the live log loss / NE / calibration (:mod:`.quality`) cover.
     The last-step timestamp starts at creation time, so a run that never reaches its first step
     also trips the stalled-run alert.
     """
@@ -39,6 +41,7 @@ class TrainingMetrics:
         tasks: Sequence[str],
         registry: CollectorRegistry | None = None,
         throughput_window: int = 20,
+        quality_window: int = 100,
     ) -> None:
         if not tasks:
             raise ValueError("TrainingMetrics needs at least one task")
@@ -81,6 +84,21 @@ class TrainingMetrics:
         self._share = Gauge("recsys_hmtl_stage_weight_share",
                             "Mean normalised stage weight of the task over the acting window (sums to 1).",
                             base + ["task"], registry=reg)
+
+        per_task = base + ["task"]
+        self._quality = QualityWindow(self.tasks, quality_window)
+        self._quality_gauges = {
+            "logloss": Gauge("recsys_hmtl_train_logloss", "Per-task log loss of the training batches over "
+                             "the last steps (this rank).", per_task, registry=reg),
+            "ne": Gauge("recsys_hmtl_train_ne", "Per-task normalised entropy (log loss over the entropy of "
+                        "the positive rate; < 1 beats the base rate) over the last training steps.",
+                        per_task, registry=reg),
+            "calibration": Gauge("recsys_hmtl_train_calibration", "Per-task predicted / observed positives "
+                                 "of the training batches over the last steps (1 = calibrated).",
+                                 per_task, registry=reg),
+            "positive_rate": Gauge("recsys_hmtl_train_positive_rate", "Per-task positive rate of the "
+                                   "training batches over the last steps.", per_task, registry=reg),
+        }
 
         # Create every fixed series now so rate()/increase() and the dashboard see them from the start.
         self._info.labels(**self._base).set(1)
@@ -155,6 +173,16 @@ class TrainingMetrics:
             self._loss.labels(**base, task=task).set(value)
         self._stage.set(diagnostics, base)
         self._last_step.labels(**base).set(time.time())
+
+    def observe_quality(self, rows: int, counts: Sequence[Sequence[float]], losses: Mapping[str, float]) -> None:
+        """One step's per-task (Σ p, Σ y) and losses into the window; the gauges get its figures
+        (a task without positives in the window has no calibration: its gauge is NaN)."""
+        with self._lock:
+            self._quality.observe(rows, counts, losses)
+            summary = self._quality.summary()
+        for task, figures in summary.items():
+            for key, gauge in self._quality_gauges.items():
+                gauge.labels(**self._base, task=task).set(figures[key])
 
     def set_acting(self, summary: Mapping) -> None:
         """``stage_acting`` (:meth:`~recsys_hmtl.priority.acting.WeightWindow.summary`): whether the

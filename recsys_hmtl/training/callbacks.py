@@ -95,5 +95,7 @@ class PrometheusMetrics(pl.Callback):
             return
         self.metrics.observe_step(seconds=record.seconds, samples=record.samples,
                                   losses=record.losses, diagnostics=record.diagnostics)
+        if record.task_counts is not None:
+            self.metrics.observe_quality(record.samples, record.task_counts, record.losses)
         if module.counters.steps % module.log_every == 0:
             self.metrics.set_acting(module.acting.summary())

@@ -60,6 +60,7 @@ class StepRecord:
     losses: dict[str, float] = field(default_factory=dict)
     diagnostics: dict[str, float] = field(default_factory=dict)
     nonfinite_task: str | None = None
+    task_counts: list[list[float]] | None = None  # per task (Σ p, Σ y) of this rank's batch
 
 
 @dataclass
@@ -119,6 +120,8 @@ class MultiTaskTraining(pl.LightningModule):
                 optimizer.step()
         seconds = time.perf_counter() - started
         self._account(out.batch_size, values, bad, seconds)
+        if out.task_counts is not None:
+            self.last.task_counts = out.task_counts.detach().double().tolist()
         self.epoch_ended = self.position.advance(self.epoch_length)
         if self.epoch_ended:
             self.stage.end_epoch()

@@ -14,9 +14,12 @@ class TaskOutputs:
     """``losses``: ``{task: scalar loss}`` in priority order (mean over the batch's samples);
     ``shared``: the shared representation the task heads read (non-leaf tensor(s), what rep-grad
     gradient stages differentiate against); ``extra``: an auxiliary loss added to every stage's
-    objective (already weighted), or None; ``batch_size``: samples in the batch."""
+    objective (already weighted), or None; ``batch_size``: samples in the batch; ``task_counts``:
+    for binary tasks, ``[T, 2]`` = per task (Σ predicted probability, Σ positive labels) of the
+    batch (detached): the live windowed calibration and NE on ``/metrics``; None otherwise."""
 
     losses: Mapping[str, Tensor]
     shared: Tensor | Sequence[Tensor] | None
     extra: Tensor | None
     batch_size: int
+    task_counts: Tensor | None = None

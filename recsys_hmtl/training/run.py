@@ -45,7 +45,7 @@ log = logging.getLogger(__name__)
 # Keys that may change between a run and its resumption (schedule and monitoring only).
 RESUMABLE_CHANGES = {"trainer.max_epochs", "trainer.max_steps", "trainer.ckpt_every", "trainer.log_every",
                      "trainer.eval_batch_size", "trainer.acting_window",
-                     "metrics.port", "metrics.addr", "metrics.pushgateway", "metrics.group"}
+                     "metrics.port", "metrics.addr", "metrics.pushgateway", "metrics.group", "metrics.window"}
 
 
 def resume_digest(cfg: RunConfig) -> dict:
@@ -223,7 +223,7 @@ def _training_metrics(cfg: RunConfig, tasks: list[str], run_dir: Path, rank: int
         return None
     from ..monitoring import TrainingMetrics
 
-    metrics = TrainingMetrics(run_labels(cfg, run_dir, rank), tasks=tasks)
+    metrics = TrainingMetrics(run_labels(cfg, run_dir, rank), tasks=tasks, quality_window=cfg.metrics.window)
     port = metrics.serve(addr=cfg.metrics.addr, port=cfg.metrics.port + rank)
     log.info("metrics: http://%s:%d/metrics", cfg.metrics.addr, port)
     return metrics

@@ -98,6 +98,8 @@ def _check_metrics(cfg: RunConfig) -> None:
         raise InputError("must be an address to bind /metrics to (e.g. 127.0.0.1)", key="metrics.addr")
     if m.pushgateway is not None:
         check_pushgateway_url(m.pushgateway)
+    if m.window < 1:
+        raise InputError(f"must be at least 1 step, got {m.window}", key="metrics.window")
     if not m.group.strip():
         raise InputError("must be a non-empty name (the Pushgateway grouping key part; default 'default')",
                          key="metrics.group")

@@ -53,6 +53,8 @@ class FedRun:
         losses = {task: 0.5 + 0.1 * math.sin(i / 10 + k) for k, task in enumerate(TASKS)}
         self.metrics.observe_step(seconds=0.02 + 0.001 * (i % 7), samples=4096, losses=losses,
                                   diagnostics=diagnostics(i))
+        counts = [(4096 * 0.1 * (k + 1) * 1.05, 4096 * 0.1 * (k + 1)) for k in range(len(TASKS))]  # (Σ p, Σ y)
+        self.metrics.observe_quality(4096, counts, losses)  # as the PrometheusMetrics callback does
         self.window.observe(diagnostics(i))  # as the training module does every step
         self.metrics.set_acting(self.window.summary())
         if i % 25 == 0:

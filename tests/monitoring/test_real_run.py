@@ -60,6 +60,10 @@ def test_a_real_run_is_scraped_pushed_and_fills_the_dashboard(servers: Stack, tm
         families = wait_until(lambda: _scrape_with_steps(port), 120, "the trainer's /metrics with steps")
         assert {s.labels["task"] for s in families["recsys_hmtl_loss"]} == set(TASKS)
         assert {s.labels["task"] for s in families["recsys_hmtl_stage_gate"]} == set(TASKS)
+        calibration = {s.labels["task"]: s.value for s in families["recsys_hmtl_train_calibration"]}
+        assert set(calibration) == set(TASKS) and 0 < calibration["is_click"] < 10  # Σ p / Σ y, windowed
+        ne = {s.labels["task"]: s.value for s in families["recsys_hmtl_train_ne"]}
+        assert 0 < ne["is_click"] < 2
         selector = f'{{job="recsys_hmtl_trainer",instance="127.0.0.1:{port}"}}'
         servers.wait_for(f"up{selector} == 1", timeout=60)
         assert proc.poll() is None, "the run ended before Prometheus scraped it: lengthen it"

@@ -151,3 +151,21 @@ def test_stage_acting_is_exported_from_the_weight_window():
     text = generate_latest(metrics.registry).decode()
     assert 'recsys_hmtl_stage_acting{dataset="d",model="mmoe",rank="0",run_id="r",stage="uw"} 1.0' in text
     assert 'recsys_hmtl_stage_weight_share{dataset="d",model="mmoe",rank="0",run_id="r",stage="uw",task="b"}' in text
+
+
+def test_windowed_calibration_and_ne_by_hand() -> None:
+    """Two steps of 100 rows: Σ p = 30 + 10, Σ y = 20 + 20 → calibration 1.0; log loss the rows'
+    mean of the step losses (0.5, 0.3) → 0.4; NE = 0.4 / H(0.2)."""
+    import math
+
+    metrics = TrainingMetrics(RunLabels(run_id="q", stage="sum", model="mmoe", dataset="d"), tasks=["click"],
+                              quality_window=2)
+    metrics.observe_quality(100, [(30.0, 20.0)], {"click": 0.5})
+    metrics.observe_quality(100, [(10.0, 20.0)], {"click": 0.3})
+    value = lambda name: metrics.registry.get_sample_value(name, {**metrics.labels.as_dict(), "task": "click"})
+    assert value("recsys_hmtl_train_calibration") == pytest.approx(1.0)
+    assert value("recsys_hmtl_train_logloss") == pytest.approx(0.4)
+    entropy = -(0.2 * math.log(0.2) + 0.8 * math.log(0.8))
+    assert value("recsys_hmtl_train_ne") == pytest.approx(0.4 / entropy)
+    metrics.observe_quality(100, [(50.0, 0.0)], {"click": 0.2})  # the window drops the first step
+    assert value("recsys_hmtl_train_calibration") == pytest.approx(60.0 / 20.0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 from torchrec.optim.optimizers import in_backward_optimizer_filter
 
@@ -23,7 +24,9 @@ class ShardedTower(Trainable):
         outputs = self.module(batch)
         losses = task_losses(outputs, batch.labels, self.tasks)
         extra = auxiliary_total(self._model.auxiliary_losses(outputs, batch.labels))
-        return TaskOutputs(losses, outputs.shared, extra, batch.batch_size)
+        with torch.no_grad():  # live calibration / NE: per task (Σ p, Σ y) of the batch
+            counts = torch.stack([torch.sigmoid(outputs.stacked).sum(dim=1), batch.labels.sum(dim=0)], dim=1)
+        return TaskOutputs(losses, outputs.shared, extra, batch.batch_size, task_counts=counts)
 
     def parameter_groups(self, lr: float) -> list[dict]:
         """Every parameter the fused sparse optimizer does not own (dense layers, data-parallel
