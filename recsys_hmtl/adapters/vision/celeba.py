@@ -23,7 +23,17 @@ from ...errors import InputError, did_you_mean
 
 log = logging.getLogger(__name__)
 PARTITIONS = {0: "train", 1: "val", 2: "test"}
-NUM_ATTRIBUTES = 40
+# The 40 attribute names of line 2 of the official list_attr_celeba.txt, in its order: the tasks are
+# known from the config alone (the training core needs them before any data is read).
+ATTRIBUTES = (
+    "5_o_Clock_Shadow", "Arched_Eyebrows", "Attractive", "Bags_Under_Eyes", "Bald", "Bangs", "Big_Lips",
+    "Big_Nose", "Black_Hair", "Blond_Hair", "Blurry", "Brown_Hair", "Bushy_Eyebrows", "Chubby", "Double_Chin",
+    "Eyeglasses", "Goatee", "Gray_Hair", "Heavy_Makeup", "High_Cheekbones", "Male", "Mouth_Slightly_Open",
+    "Mustache", "Narrow_Eyes", "No_Beard", "Oval_Face", "Pale_Skin", "Pointy_Nose", "Receding_Hairline",
+    "Rosy_Cheeks", "Sideburns", "Smiling", "Straight_Hair", "Wavy_Hair", "Wearing_Earrings", "Wearing_Hat",
+    "Wearing_Lipstick", "Wearing_Necklace", "Wearing_Necktie", "Young",
+)
+NUM_ATTRIBUTES = len(ATTRIBUTES)
 _VALUES = frozenset(("1", "-1"))
 
 
@@ -61,6 +71,10 @@ def read_attributes(path: Path, attributes: list[str] | None = None) -> Attribut
     names = lines[1].split()
     if len(names) != NUM_ATTRIBUTES:
         raise InputError(f"line 2 names {len(names)} attributes, CelebA has {NUM_ATTRIBUTES}", file=where, row=2)
+    if tuple(names) != ATTRIBUTES:
+        i = next(i for i, (a, b) in enumerate(zip(names, ATTRIBUTES)) if a != b)
+        raise InputError(f"attribute {i + 1} on line 2 is {names[i]!r}, CelebA's is {ATTRIBUTES[i]!r}",
+                         file=where, row=2)
     keep = list(range(len(names)))
     if attributes is not None:
         for name in attributes:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from ...errors import InputError, did_you_mean
+from .celeba import ATTRIBUTES
 
 DATASETS = ("multimnist", "celeba")
 MULTIMNIST_KEYS = ("images_file", "labels_file", "split_sizes", "pairs_per_image")
@@ -84,11 +85,16 @@ def resolve_data(cfg: VisionDataConfig) -> VisionDataConfig:
             raise InputError(f"expected [train, val, test] positive image counts, got {sizes}", key="data.split_sizes")
         if out.pairs_per_image < 1:
             raise InputError(f"must be at least 1, got {out.pairs_per_image}", key="data.pairs_per_image")
-    elif out.attributes is not None:
+    else:
+        if out.attributes is None:
+            out = replace(out, attributes=list(ATTRIBUTES))
         if not out.attributes:
             raise InputError("an empty list: leave the key out for all 40 attributes", key="data.attributes")
         seen = set()
         for name in out.attributes:
+            if name not in ATTRIBUTES:
+                raise InputError(f"'{name}' is not a CelebA attribute", key="data.attributes",
+                                 hint=did_you_mean(str(name), ATTRIBUTES))
             if name in seen:
                 raise InputError(f"'{name}' is listed twice", key="data.attributes")
             seen.add(name)
