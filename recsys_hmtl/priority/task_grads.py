@@ -73,7 +73,7 @@ def shared_tensors(
 
 
 def task_gradient_matrix(
-    losses: Tensor, tensors: Sequence[Tensor], out: Tensor | None = None
+    losses: Tensor | Sequence[Tensor], tensors: Sequence[Tensor], out: Tensor | None = None
 ) -> Tensor:
     """K x D matrix whose row i is ∂losses[i]/∂tensors, flattened and concatenated (zeros where a
     loss does not depend on a tensor). The graph is retained for the one later backward.
@@ -81,15 +81,16 @@ def task_gradient_matrix(
     ``out`` (reused when its shape, dtype and device fit) saves a fresh K x D allocation per step,
     whose page faults cost as much as the copies on CPU.
     """
-    if not losses.requires_grad:
+    per_task = list(losses) if not torch.is_tensor(losses) else [losses[i] for i in range(losses.numel())]
+    if not all(loss.requires_grad for loss in per_task):
         raise ValueError("task losses do not require grad: nothing to back-propagate")
     sizes = [t.numel() for t in tensors]
     ref = tensors[0]
-    shape = (losses.numel(), sum(sizes))
+    shape = (len(per_task), sum(sizes))
     fits = out is not None and (out.shape, out.dtype, out.device) == (shape, ref.dtype, ref.device)
     matrix = out if fits else torch.empty(shape, dtype=ref.dtype, device=ref.device)
-    for i in range(losses.numel()):
-        grads = torch.autograd.grad(losses[i], tensors, retain_graph=True, allow_unused=True)
+    for i, loss in enumerate(per_task):
+        grads = torch.autograd.grad(loss, tensors, retain_graph=True, allow_unused=True)
         for row, grad in zip(matrix[i].split(sizes), grads):
             if grad is None:
                 row.zero_()
@@ -187,7 +188,10 @@ class GradientStage(LossStage):
         is added to the single backward unweighted and is not part of the combination."""
         stacked = self.stack(losses)
         tensors, rep_mode = shared_tensors(shared, self.name)
-        matrix = task_gradient_matrix(stacked, tensors, out=self._workspace)
+        # each task's own loss tensor, not a row of the stack: autograd would carry the stack's zero
+        # gradients through every other task's graph too (K backward passes of all K heads)
+        per_task = [losses[t].reshape(()) for t in self.tasks]
+        matrix = task_gradient_matrix(per_task, tensors, out=self._workspace)
         self._workspace = matrix
         matrix, gram = global_gram(matrix, rep_mode)
         finite = torch.isfinite(gram.diagonal())

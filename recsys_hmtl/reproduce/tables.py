@@ -208,7 +208,7 @@ def _render_table(results: Results, table: TableSpec, dataset: str) -> list[str]
                 cells.append(f"{statistics.fmean(values):.4f}" if values else "")
             if published:
                 value = None if fig.baseline else _published(table, backbone, fig.label)
-                cells.append("" if value is None else f"{value:+.2f}%")
+                cells.append("" if value is None else f"{value:+.2f}{' pt' if change == 'points' else '%'}")
             lines.append("| " + " | ".join(cells) + " |")
     return lines + [""]
 

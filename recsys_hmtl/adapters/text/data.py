@@ -41,13 +41,21 @@ class Encoded:
 
 @dataclass
 class TextData:
-    """``splits[split][domain]``; ``domains`` in priority order; the vocabulary (its words, for
-    the checkpointed model's embedding size) and what was read (:attr:`report`)."""
+    """``splits[split][domain]``; ``domains`` in priority order; the vocabulary of every domain's
+    training reviews together (the ids of ``splits``), each domain's own (fitted on its training
+    reviews alone, with the same rules: the vocabulary a single-task run of it has), and what was
+    read (:attr:`report`)."""
 
     domains: tuple[str, ...]
     vocab: Vocabulary
     splits: dict[str, dict[str, Encoded]]
     report: dict
+    domain_vocabs: dict[str, Vocabulary]
+
+    def remap(self, domain: str) -> torch.Tensor:
+        """[len(vocab)] ids of the shared vocabulary's words in ``domain``'s own (UNK when it lacks one)."""
+        own = self.domain_vocabs[domain]
+        return torch.tensor(own.encode(self.vocab.words, len(self.vocab)), dtype=torch.long)
 
 
 def input_paths(cfg: TextDataConfig, domains: tuple[str, ...]) -> list[Path]:
@@ -101,12 +109,14 @@ def prepare(cfg: TextDataConfig, domains: tuple[str, ...]) -> TextData:
         raw["test"][d] = test_file.reviews
         report["non_utf8_lines"] += train_file.non_utf8_lines + test_file.non_utf8_lines
     vocab = Vocabulary.fit((r.tokens for d in domains for r in raw["train"][d]), cfg.min_count, cfg.max_vocab)
+    own = {d: Vocabulary.fit((r.tokens for r in raw["train"][d]), cfg.min_count, cfg.max_vocab) for d in domains}
     splits = {s: {d: encode(raw[s][d], vocab, cfg.max_length) for d in domains} for s in SPLITS}
     for d in domains:
         report["domains"][d] = {s: _counts(raw[s][d], splits[s][d], cfg.max_length) for s in SPLITS}
     report["vocabulary"] = len(vocab)
     report["rows"] = {s: sum(len(splits[s][d]) for d in domains) for s in SPLITS}
-    return TextData(tuple(domains), vocab, splits, report)
+    report["domain_vocabularies"] = {d: len(v) for d, v in own.items()}
+    return TextData(tuple(domains), vocab, splits, report, own)
 
 
 def _counts(reviews: list[Review], encoded: Encoded, max_length: int) -> dict:
