@@ -172,3 +172,19 @@ def test_predict_restores_training_mode_and_uses_each_tasks_head(data):
         model.heads["music"].bias.copy_(torch.tensor([1e3, -1e3]))  # music always says 0
     predicted = model.predict(batch)
     assert model.training and predicted[3:6].tolist() == [1, 1, 1] and predicted[6:9].tolist() == [0, 0, 0]
+
+
+def test_collate_pads_domains_of_different_widths():
+    """Each domain's split is padded to its own longest review: a batch mixing a short-review domain
+    with a long one pads the short one's rows to the batch width (it failed on the shipped config)."""
+    import torch
+
+    from recsys_hmtl.adapters.text.data import Encoded
+    from recsys_hmtl.adapters.text.sampler import collate
+    from recsys_hmtl.adapters.text.vocab import PAD_ID
+
+    short = Encoded(torch.tensor([[5, 6, PAD_ID], [7, 8, 9]]), torch.tensor([2, 3]), torch.tensor([0, 1]))
+    long = Encoded(torch.tensor([[4] * 6]), torch.tensor([6]), torch.tensor([1]))
+    batch = collate([("a", short, torch.tensor([0, 1])), ("b", long, torch.tensor([0]))])
+    assert batch.tokens.shape == (3, 6) and batch.counts == (2, 1)
+    assert batch.tokens[1].tolist() == [7, 8, 9, PAD_ID, PAD_ID, PAD_ID]

@@ -22,8 +22,10 @@ from typing import Iterator, Sequence
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from .data import Encoded
+from .vocab import PAD_ID
 
 
 @dataclass
@@ -54,10 +56,16 @@ class TextBatch:
 
 
 def collate(parts: Sequence[tuple[str, Encoded, torch.Tensor]]) -> TextBatch:
-    """One batch of ``(task, encoded split, row indices)`` parts, trimmed to its longest review."""
+    """One batch of ``(task, encoded split, row indices)`` parts, trimmed (or PAD-padded: each
+    domain's split is padded to its own longest review) to the batch's longest review."""
     width = max(int(enc.lengths[idx].max()) for _, enc, idx in parts if len(idx))
+
+    def rows(enc: Encoded, idx: torch.Tensor) -> torch.Tensor:
+        block = enc.tokens[idx, :width]
+        return F.pad(block, (0, width - block.shape[1]), value=PAD_ID)
+
     return TextBatch(
-        tokens=torch.cat([enc.tokens[idx, :width] for _, enc, idx in parts]),
+        tokens=torch.cat([rows(enc, idx) for _, enc, idx in parts]),
         lengths=torch.cat([enc.lengths[idx] for _, enc, idx in parts]),
         labels=torch.cat([enc.labels[idx] for _, enc, idx in parts]),
         tasks=tuple(t for t, _, _ in parts), counts=tuple(len(idx) for _, _, idx in parts))
