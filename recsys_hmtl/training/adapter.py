@@ -45,6 +45,11 @@ ADAPTERS: Registry = Registry("adapter", "recsys_hmtl.adapters", infrastructure=
 DEFAULT_ADAPTER = "recsys"
 
 
+def given_task_names(entries: list) -> list[str]:
+    """The names of a config's ``tasks:`` entries (a name, or a mapping with ``name``)."""
+    return [str(t.get("name") if isinstance(t, dict) else t) for t in entries]
+
+
 def get_adapter(name: str) -> "TaskAdapter":
     """The adapter registered as ``name`` (a fresh instance); unknown → InputError on ``adapter``."""
     cls = ADAPTERS.get(name)
@@ -82,9 +87,13 @@ class Trainable(ABC):
 
     module: nn.Module
 
-    @abstractmethod
+    def __init__(self, module: nn.Module) -> None:
+        self.module = module
+
     def forward(self, batch: Any) -> TaskOutputs:
-        """Per-task losses and the shared representation of one batch."""
+        """Per-task losses and the shared representation of one batch (default: the module's own
+        forward returns them)."""
+        return self.module(batch)
 
     def parameter_groups(self, lr: float) -> list[dict]:
         """Dense optimizer groups (default: every trainable parameter at ``lr``)."""

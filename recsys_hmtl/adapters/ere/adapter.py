@@ -28,8 +28,7 @@ from typing import Any
 import torch
 
 from ...errors import InputError, did_you_mean
-from ...training.adapter import ADAPTERS, AdapterPlan, TaskAdapter, Trainable
-from ...training.outputs import TaskOutputs
+from ...training.adapter import ADAPTERS, AdapterPlan, TaskAdapter, Trainable, given_task_names
 from .config import EreDataConfig
 from .data import EreData, ExampleStream, prepare, split_paths
 from .encoders import ENCODERS, build_encoder
@@ -47,8 +46,6 @@ class EreTrainable(Trainable):
     def __init__(self, model: EreModel, encoder_lr: float | None) -> None:
         self.module, self.encoder_lr = model, encoder_lr
 
-    def forward(self, batch) -> TaskOutputs:
-        return self.module(batch)
 
     def parameter_groups(self, lr: float) -> list[dict]:
         return self.module.parameter_groups(lr, self.encoder_lr)
@@ -63,7 +60,7 @@ class EreAdapter(TaskAdapter):
 
     def resolve(self, cfg) -> AdapterPlan:
         data: EreDataConfig = cfg.data
-        given = [t if isinstance(t, str) else (t.get("name") if isinstance(t, dict) else t) for t in cfg.tasks]
+        given = given_task_names(cfg.tasks)
         if given and tuple(given) != TASKS:
             raise InputError(f"the ERE tasks are fixed, {list(TASKS)} in this priority order; got {given}",
                              key="tasks", hint="leave tasks out of an ERE config")

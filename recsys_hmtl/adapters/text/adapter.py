@@ -29,8 +29,7 @@ from types import MappingProxyType
 import torch
 
 from ...errors import InputError, did_you_mean
-from ...training.adapter import ADAPTERS, AdapterPlan, TaskAdapter, Trainable
-from ...training.outputs import TaskOutputs
+from ...training.adapter import ADAPTERS, AdapterPlan, TaskAdapter, Trainable, given_task_names
 from .config import TextDataConfig
 from .data import TextData, input_paths, prepare
 from .metrics import AccuracyCounts
@@ -46,11 +45,7 @@ MAX_EVAL_BATCH = 512  # reviews per scoring batch (activations: batch × filters
 
 
 class TextTrainable(Trainable):
-    def __init__(self, model: TextMTLModel) -> None:
-        self.module = model
-
-    def forward(self, batch) -> TaskOutputs:
-        return self.module(batch)
+    """The text model with its parameter counts in the run summary."""
 
     def summary(self) -> dict:
         m = self.module
@@ -73,7 +68,7 @@ class TextAdapter(TaskAdapter):
                              hint=did_you_mean(cfg.model.name, MODELS))
         h = _model_hparams(cfg.model.hparams, data)
         tasks = (h["single_task"],) if h["single_task"] else tuple(data.domains)
-        given = [t if isinstance(t, str) else (t.get("name") if isinstance(t, dict) else t) for t in cfg.tasks]
+        given = given_task_names(cfg.tasks)
         if given and tuple(given) != tasks:
             raise InputError(f"the text tasks are the domains, {list(tasks)} in this priority order; got {given}",
                              key="tasks", hint="leave tasks out and list data.domains (or set model.single_task)")

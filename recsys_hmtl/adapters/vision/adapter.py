@@ -30,21 +30,13 @@ import numpy as np
 import torch
 
 from ...errors import InputError, did_you_mean
-from ...training.adapter import ADAPTERS, AdapterPlan, TaskAdapter, Trainable
-from ...training.outputs import TaskOutputs
+from ...training.adapter import ADAPTERS, AdapterPlan, TaskAdapter, Trainable, given_task_names
 from .config import VisionDataConfig, resolve_data
 from .data import ImageStream, VisionData, input_files, prepare
 from .metrics import task_report
 from .model import HPARAMS, MODELS, VisionModel, build_model
 from .multimnist import TASKS as MULTIMNIST_TASKS
 
-
-class VisionTrainable(Trainable):
-    def __init__(self, model: VisionModel) -> None:
-        self.module = model
-
-    def forward(self, batch) -> TaskOutputs:
-        return self.module(batch)
 
 
 @ADAPTERS.register("vision")
@@ -57,7 +49,7 @@ class VisionAdapter(TaskAdapter):
     def resolve(self, cfg) -> AdapterPlan:
         data = resolve_data(cfg.data)
         known = MULTIMNIST_TASKS if data.dataset == "multimnist" else tuple(data.attributes)
-        given = [str(t.get("name") if isinstance(t, dict) else t) for t in cfg.tasks]
+        given = given_task_names(cfg.tasks)
         if given and sorted(given) != sorted(known):
             hint = ("leave tasks out, or list every task once in priority order" if data.dataset == "multimnist"
                     else "CelebA's tasks are data.attributes (in priority order); leave tasks out")
@@ -93,8 +85,8 @@ class VisionAdapter(TaskAdapter):
         with torch.device("meta"):
             self._model(plan, prepared)
 
-    def build(self, plan, prepared, *, per_rank_batch, device, process_group, cfg) -> VisionTrainable:
-        return VisionTrainable(self._model(plan, prepared).to(device))
+    def build(self, plan, prepared, *, per_rank_batch, device, process_group, cfg) -> Trainable:
+        return Trainable(self._model(plan, prepared).to(device))
 
     def train_stream(self, plan, prepared: VisionData, batch_size, *, seed, rank, world_size) -> ImageStream:
         return ImageStream(prepared, "train", batch_size, shuffle=True, seed=seed)
