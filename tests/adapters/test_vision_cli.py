@@ -76,11 +76,20 @@ def test_multimnist_train_evaluate_compare_and_delta_m(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("stage", available_stages())
-def test_every_stage_trains_from_the_cli(tmp_path, stage):
-    sets = [*TINY, "data.split_sizes=[128, 32, 32]", "trainer.batch_size=32", "trainer.max_steps=2"]
-    assert train(MULTIMNIST, tmp_path / "run", f"stage.name={stage}", *sets) == 0
+@pytest.mark.parametrize("dataset", ["multimnist", "celeba"])
+def test_every_stage_trains_and_evaluates_from_the_cli(tmp_path, dataset, stage):
+    if dataset == "multimnist":
+        config, sets = MULTIMNIST, [*TINY, "data.split_sizes=[128, 32, 32]", "trainer.batch_size=32"]
+    else:
+        root = write_celeba_sample(tmp_path / "celeba", (16, 4, 4))
+        config, sets = CELEBA, [f"data.root={root}", "data.image_size=16", "model.width=4",
+                                "data.attributes=[Smiling, Male, Young]", "trainer.batch_size=8",
+                                "trainer.eval_batch_size=8"]
+    assert train(config, tmp_path / "run", f"stage.name={stage}", "trainer.max_steps=2", *sets) == 0
     summary = read(tmp_path / "run" / "run_summary.json")
     assert summary["steps"] == 2 and summary["skipped_nonfinite_steps"] == 0
+    assert cli("evaluate", "--run", tmp_path / "run") == 0
+    assert read(tmp_path / "run" / "eval_report.json")["primary_metric"] in ("avg_accuracy", "avg_f1")
 
 
 def test_celeba_trains_and_evaluates_on_generated_images(tmp_path):
