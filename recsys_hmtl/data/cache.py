@@ -50,7 +50,7 @@ def cache_key(fingerprints: list[dict], cfg: DataConfig, tasks: list[TaskConfig]
     inputs = [{k: f.get(k) for k in ("path", "size", "sha256")} for f in fingerprints]
     blob = json.dumps({
         "format": CACHE_FORMAT, "polars": pl.__version__, "inputs": inputs, "data": config,
-        "tasks": [[t.name, t.label_column] for t in tasks],
+        "tasks": [[t.name, t.label_column, *_rule(t)] for t in tasks],
     }, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
@@ -132,3 +132,10 @@ def _json_default(value: object) -> object:
     if hasattr(value, "item"):
         return value.item()  # type: ignore[attr-defined]
     return str(value)
+
+
+def _rule(task) -> list:
+    """A label rule, in the key only where one is set (keys of caches without rules stay as they were)."""
+    if task.positive is None and task.threshold is None:
+        return []
+    return [{"positive": task.positive, "threshold": task.threshold}]

@@ -20,6 +20,8 @@ class TaskConfig:
     name_shorthand: ClassVar[bool] = True
     name: str
     column: str | None = None  # label column in the log; defaults to ``name``
+    positive: list[str] | None = None  # label 1 where the (trimmed) value is one of these
+    threshold: float | None = None     # label 1 where the numeric value is ≥ this
 
     @property
     def label_column(self) -> str:
@@ -113,7 +115,7 @@ class DataConfig:
     side_tables: list[SideTableConfig] = field(default_factory=list)
     sparse: list[SparseFeatureConfig] = field(default_factory=list)
     dense: list[DenseFeatureConfig] = field(default_factory=list)
-    user_column: str = "user_id"  # GAUC groups
+    user_column: str | None = "user_id"  # GAUC groups; null: no user column (GAUC not applicable)
     split: SplitConfig = field(default_factory=SplitConfig)
     out_of_range: str = "error"  # rows of a date split outside split.date_range: error | drop
     min_count: int = 1  # default rare-id threshold for every sparse feature

@@ -23,6 +23,7 @@ from .config import DataConfig, TaskConfig
 from .dates import restrict_to_range
 from .digests import DigestMemo
 from .encode import GROUP_COLUMN, Encoder, fit_encoder, label_column
+from .labels import check_rule_columns, label_expression
 from .sources import fingerprint, load, resolve
 from .spec import FeatureSpec
 from .split import SPLITS, assign_splits
@@ -144,6 +145,7 @@ def _write_entry(entry: CacheEntry, prepared: PreparedData) -> PreparedData:
 def _encode(cfg: DataConfig, tasks: list[TaskConfig]) -> PreparedData:
     loaded = load(cfg, tasks)
     frame, range_info = restrict_to_range(loaded.frame, cfg, loaded.locate)
+    check_rule_columns(frame, tasks, loaded.locate)  # rows are still in file order here
     loaded_report = loaded.report
     del loaded  # the raw frame is freed as soon as it is encoded
     source = ", ".join(loaded_report.get("files", {})) or None
@@ -153,8 +155,9 @@ def _encode(cfg: DataConfig, tasks: list[TaskConfig]) -> PreparedData:
     task_names = [t.name for t in tasks]
     encoded = frame.lazy().select(
         *encoder.expressions(frame.schema),
-        *(pl.col(t.label_column).cast(pl.Int8).alias(label_column(t.name)) for t in tasks),
-        _group_index(frame.get_column(cfg.user_column)).alias(GROUP_COLUMN),
+        *(label_expression(t) for t in tasks),
+        (_group_index(frame.get_column(cfg.user_column)) if cfg.user_column is not None
+         else pl.lit(0, pl.Int32)).alias(GROUP_COLUMN),  # no user column: one group, GAUC not reported
         pl.lit(codes).alias(SPLIT_COLUMN),
     ).collect()
     del frame

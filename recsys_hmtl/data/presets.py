@@ -95,7 +95,7 @@ def resolve(cfg: DataConfig, tasks: list[TaskConfig]) -> tuple[DataConfig, list[
     out = _fill(cfg, defaults)
     out.variant = defaults.variant if preset.variants else cfg.variant  # QK: raw when files say so
     _canonicalise(out, preset)
-    resolved = [TaskConfig(t.name, preset.canonical(t.label_column)) for t in tasks] or [
+    resolved = [dataclasses.replace(t, column=preset.canonical(t.label_column)) for t in tasks] or [
         TaskConfig(name, name) for name in preset.tasks
     ]
     _check(out, resolved, preset)
@@ -134,7 +134,7 @@ def _canonicalise(cfg: DataConfig, preset: DatasetPreset) -> None:
     """Accept other tools' names (TikTok ``did``, ``creat_time``) wherever a column is named."""
     name = preset.canonical
     cfg.columns = [name(c) for c in cfg.columns]
-    cfg.user_column = name(cfg.user_column)
+    cfg.user_column = name(cfg.user_column) if cfg.user_column is not None else None
     cfg.split.column = name(cfg.split.column)
     for side in cfg.side_tables:
         side.key = name(side.key)
@@ -168,6 +168,12 @@ def _check(cfg: DataConfig, tasks: list[TaskConfig], preset: DatasetPreset) -> N
                          hint=did_you_mean(str(cfg.out_of_range), OUT_OF_RANGE))
     date_range(cfg.split)  # a malformed range is refused here, before any file is read
     _unique([t.name for t in tasks], "tasks")
+    for i, task in enumerate(tasks):
+        if task.positive is not None and task.threshold is not None:
+            raise InputError("give either positive (values) or threshold (numbers), not both",
+                             key=f"tasks[{i}]")
+        if task.positive is not None and not task.positive:
+            raise InputError("positive needs at least one value", key=f"tasks[{i}].positive")
     _unique([f.name for f in [*cfg.sparse, *cfg.dense]], "data.sparse/data.dense")
     labels = {t.label_column: t.name for t in tasks}
     for feature, columns in _feature_columns(cfg):

@@ -29,6 +29,7 @@ from ..errors import InputError, closest, did_you_mean
 from .cache import cache_root
 from .config import DataConfig, SideTableConfig, TaskConfig
 from .digests import DigestMemo
+from .labels import label_role
 from .presets import DatasetPreset, get_preset, resolve
 from .ragged import EXTRA, drop_extra, large_csv_fields, with_extra
 from .schema import CSV_DTYPE, FileSchema, Kind, Where, check_header, check_no_header, coerce
@@ -265,13 +266,14 @@ def _needed(cfg: DataConfig, tasks: list[TaskConfig], preset: DatasetPreset) -> 
         roles.add(role)
         uses.append(use)
 
-    need(cfg.user_column, "key", "data.user_column")
+    if cfg.user_column is not None:
+        need(cfg.user_column, "key", "data.user_column")
     for side in cfg.side_tables:
         need(side.key, "key", f"the join key of {side.file}")
     if cfg.split.kind == "date":
         need(cfg.split.column, "date", "the date split (data.split.column)")
     for task in tasks:
-        need(task.label_column, "label", f"task '{task.name}'")
+        need(task.label_column, label_role(task), f"task '{task.name}'")
     for sparse in cfg.sparse:
         for column in sparse.source_columns:
             need(column, "text" if sparse.separator is not None else "id", f"sparse feature '{sparse.name}'")

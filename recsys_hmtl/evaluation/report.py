@@ -42,17 +42,20 @@ def _entry(auc_value: float, gauc_value: tuple[float, int, int], positives: int,
             "users_skipped": int(skipped), "positives": int(positives), "rows": int(rows), **quality}
 
 
-def task_report(labels: ArrayLike, scores: ArrayLike, groups: ArrayLike, tasks: Sequence[str]) -> dict[str, dict[str, Any]]:
-    """Per-task metrics for labels/scores ``[N, T]`` (columns in ``tasks`` order) and groups ``[N]``."""
+def task_report(labels: ArrayLike, scores: ArrayLike, groups: ArrayLike | None,
+                tasks: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """Per-task metrics for labels/scores ``[N, T]`` (columns in ``tasks`` order) and groups ``[N]``
+    (None: no users known, GAUC not applicable: NaN with 0 users counted)."""
     tasks = list(tasks)
     y, s = as_numpy(labels, "labels", ndim=2), as_numpy(scores, "scores", ndim=2)
-    g = as_numpy(groups, "groups")
+    g = None if groups is None else as_numpy(groups, "groups")
     if y.shape[1] != len(tasks) or s.shape[1] != len(tasks):
         raise ValueError(f"labels {tuple(y.shape)} and scores {tuple(s.shape)} must have one column per task {tasks}")
     positive, s = check_labels_scores(y, s)
     out = {}
     for j, task in enumerate(tasks):
-        out[task] = _entry(auc(positive[:, j], s[:, j]), gauc(positive[:, j], s[:, j], g),
+        grouped = gauc(positive[:, j], s[:, j], g) if g is not None else (math.nan, 0, 0)
+        out[task] = _entry(auc(positive[:, j], s[:, j]), grouped,
                            int(positive[:, j].sum()), len(s), row_quality(positive[:, j], s[:, j]))
     return out
 
@@ -73,10 +76,11 @@ def make_report(split: str, rows: int, tasks: Mapping[str, Mapping[str, Any]]) -
     }
 
 
-def build_report(split: str, labels: ArrayLike, scores: ArrayLike, groups: ArrayLike, tasks: Sequence[str]) -> dict[str, Any]:
-    """The report for in-memory predictions: labels/scores ``[N, T]``, groups ``[N]``."""
+def build_report(split: str, labels: ArrayLike, scores: ArrayLike, groups: ArrayLike | None,
+                 tasks: Sequence[str]) -> dict[str, Any]:
+    """The report for in-memory predictions: labels/scores ``[N, T]``, groups ``[N]`` or None."""
     per_task = task_report(labels, scores, groups, tasks)
-    return make_report(split, as_numpy(groups, "groups").shape[0], per_task)
+    return make_report(split, as_numpy(labels, "labels", ndim=2).shape[0], per_task)
 
 
 def report_from_counts(counts: ScoreCounts, split: str) -> dict[str, Any]:

@@ -17,6 +17,14 @@ Contract for the training step (SPEC §4):
   rep-grad gradient stages (``torch.autograd.grad(loss_t, outputs.shared)``). Which tensor it is
   for each tower is in the tower's docstring: the embedding concat for MMoE/PLE/ESMM/AITM, the
   shared-embedding concat for STEM, the bottom output for SharedBottom, the mixture for OMoE.
+* Task views (``model.task_views = True``, where ``model.supports_task_views``): the model also
+  gives the shared tensors at the point where the task paths separate and each task's own view of
+  them (``outputs.views``: ``("expand", source, view [T, *source.shape])`` or ``("mixture", experts,
+  gates, mixed)``, see ``priority/task_views.py``), of which task t's path reads row t only, so one
+  backward of Σ L_t to the views yields every task's gradient (gradient stages). SharedBottom: the bottom output; OMoE: the mixture (its gate is shared);
+  MMoE: the experts' outputs and the embedding concat its gates read; PLE and STEM (one level):
+  the shared experts' outputs and the (shared) embedding concat the task experts and gates read.
+  ESMM and AITM chain their heads (no views); multi-level PLE/STEM have none either.
 * ``model.shared_parameters()``: the dense parameters every task depends on (parameter-gradient
   mode); embedding tables are excluded (under DMP the fused sparse optimizer updates them in
   backward and they are not plain parameters).
@@ -34,7 +42,7 @@ from ..data.batch import Batch
 from ..data.spec import FeatureSpec
 from ..errors import InputError
 from .embeddings import FeatureEmbedding
-from .layers import GroupedMLP
+from .layers import GroupedMLP, mix_experts
 
 
 @dataclass(frozen=True)
@@ -56,13 +64,37 @@ class ModelParams:
 
 
 class MultiTaskOutput(dict):
-    """``{task: logit [B]}`` in priority order, with ``stacked [T, B]`` and ``shared`` attached."""
+    """``{task: logit [B]}`` in priority order, with ``stacked [T, B]``, ``shared`` and the task
+    ``views`` (:class:`TaskViewRecorder` records, empty without task views) attached."""
 
-    def __init__(self, tasks: Sequence[str], stacked: Tensor, shared: Tensor) -> None:
+    def __init__(self, tasks: Sequence[str], stacked: Tensor, shared: Tensor,
+                 views: Sequence[tuple] = ()) -> None:
         # Indexing (not unbind/zip) keeps forward FX-traceable for TorchRec's train pipelines.
         super().__init__((task, stacked[t]) for t, task in enumerate(tasks))
         self.stacked = stacked
         self.shared = shared
+        self.views = tuple(views)
+
+
+class TaskViewRecorder:
+    """Gives the tasks their views of shared tensors during one forward and records them as
+    ``(kind, *tensors)`` (the kinds of ``priority/task_views.py``)."""
+
+    def __init__(self, num_tasks: int) -> None:
+        self.num_tasks = num_tasks
+        self.records: list[tuple] = []
+
+    def __call__(self, source: Tensor) -> Tensor:
+        """``source`` expanded over the tasks, ``[T, *source.shape]`` (no copy)."""
+        view = source.unsqueeze(0).expand(self.num_tasks, *source.shape)
+        self.records.append(("expand", source, view))
+        return view
+
+    def mixture(self, gates: Tensor, experts: Tensor) -> Tensor:
+        """Shared ``experts [E, B, H]`` mixed by each task's gate ``[T, B, E]`` → ``[T, B, H]``."""
+        mixed = mix_experts(gates, experts)
+        self.records.append(("mixture", experts, gates, mixed))
+        return mixed
 
 
 class MultiTaskModel(nn.Module):
@@ -91,6 +123,27 @@ class MultiTaskModel(nn.Module):
         self.tasks: tuple[str, ...] = tasks
         self.params = params
         self.embedding_device = embedding_device
+        self._task_views = False
+
+    @property
+    def supports_task_views(self) -> bool:
+        """Whether :attr:`task_views` may be set (see the module docstring)."""
+        return False
+
+    @property
+    def task_views(self) -> bool:
+        """Set by a trainer whose loss stage differentiates per task (off by default)."""
+        return self._task_views
+
+    @task_views.setter
+    def task_views(self, on: bool) -> None:
+        if on and not self.supports_task_views:
+            raise ValueError(f"model '{self.name}' cannot give task views (see models/base.py)")
+        self._task_views = bool(on)
+
+    def view_recorder(self) -> TaskViewRecorder | None:
+        """A recorder for this forward when task views are on, else None."""
+        return TaskViewRecorder(self.num_tasks) if self._task_views else None
 
     def feature_embedding(self, table_prefix: str = "") -> FeatureEmbedding:
         """The TorchRec embeddings of this model's features (``[B, F*dim + D]``)."""
@@ -127,6 +180,6 @@ class MultiTaskModel(nn.Module):
     def shared_parameters(self) -> list[nn.Parameter]:
         return [p for module in self.shared_modules() for p in module.parameters()]
 
-    def output(self, logits: Tensor, shared: Tensor) -> MultiTaskOutput:
-        """Wrap ``[T, B]`` logits (priority order) and the shared representation."""
-        return MultiTaskOutput(self.tasks, logits, shared)
+    def output(self, logits: Tensor, shared: Tensor, views: TaskViewRecorder | None = None) -> MultiTaskOutput:
+        """Wrap ``[T, B]`` logits (priority order), the shared representation and the task views."""
+        return MultiTaskOutput(self.tasks, logits, shared, views.records if views is not None else ())

@@ -79,19 +79,24 @@ class GroupedMLP(nn.Module):
             return weight[:, group], bias[group * out : (group + 1) * out]
         return weight[group], bias[group, 0]
 
-    def forward(self, x: Tensor) -> Tensor:
-        """``x``: ``[B, in]`` (shared input) or ``[G, B, in]``; returns ``[G, B, out]``."""
+    def forward(self, x: Tensor, per_group: bool = False) -> Tensor:
+        """``x``: ``[B, in]`` (shared input) or ``[G, B, in]``; returns ``[G, B, out]``. A
+        shared-input MLP also takes ``[G, B, in]`` with ``per_group``: each group its own view of
+        the input (task views), one ``baddbmm`` against the same weights."""
         last = len(self.weights) - 1
         for i, (weight, bias) in enumerate(zip(self.weights, self.biases)):
-            if i == 0 and self.shared_input:
+            one_input = i == 0 and self.shared_input and not per_group
+            if one_input:
                 h = torch.addmm(bias, x, weight.flatten(1))  # [B, G*out]: all groups in one GEMM
+            elif i == 0 and self.shared_input:  # per-group views: weights [in, G, out] as [G, in, out]
+                h = torch.baddbmm(bias.view(self.num_groups, 1, -1), x, weight.transpose(0, 1))
             else:
                 h = torch.baddbmm(bias, x, weight)  # [G, B, out]
             if i < last or self.activate_last:
                 h = torch.relu_(h)  # addmm/baddbmm keep their inputs, not their output
                 if self.dropout > 0:
                     h = F.dropout(h, self.dropout, self.training)
-            if i == 0 and self.shared_input:
+            if one_input:
                 h = h.unflatten(1, (self.num_groups, -1)).transpose(0, 1)
             x = h
         return x
@@ -126,8 +131,8 @@ class Gates(nn.Module):
             activate_last=False,
         )
 
-    def forward(self, x: Tensor) -> Tensor:
-        logits = self.net(x)
+    def forward(self, x: Tensor, per_group: bool = False) -> Tensor:
+        logits = self.net(x, per_group)
         if self.num_experts < SHORT_SOFTMAX:
             return short_softmax(logits)
         return torch.softmax(logits, dim=-1)

@@ -6,7 +6,7 @@ shared input, deeper expert layers one ``baddbmm``, the mixing of all tasks one 
 task towers one ``baddbmm`` per layer (towers have equal shapes). Defaults from the STEM code's
 MMoE config: 8 experts [512, 512, 512], gates [128, 64], towers [128, 64]. ``outputs.shared`` is
 the embedding concat ``[B, F*dim + D]`` (the gates are task-specific, so no later tensor is shared
-as a whole).
+as a whole). Task views: the experts' outputs and the embedding concat the gates read.
 """
 
 from __future__ import annotations
@@ -65,7 +65,16 @@ class MMoE(MultiTaskModel):
     def shared_modules(self) -> list[nn.Module]:
         return [self.experts]
 
+    @property
+    def supports_task_views(self) -> bool:
+        return True
+
     def forward(self, batch: Batch) -> MultiTaskOutput:
+        views = self.view_recorder()
         x = self.embedding(batch)
-        mixed = mix_experts(self.gates(x), self.experts(x))  # [T, B, H]
-        return self.output(self.towers(mixed).squeeze(-1), x)
+        experts = self.experts(x)  # [E, B, H]
+        if views is None:
+            mixed = mix_experts(self.gates(x), experts)  # [T, B, H]
+        else:  # task t's gate reads its view of x; the mixture of the shared experts is a view
+            mixed = views.mixture(self.gates(views(x), per_group=True), experts)
+        return self.output(self.towers(mixed).squeeze(-1), x, views)

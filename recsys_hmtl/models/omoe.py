@@ -3,7 +3,8 @@ feeds every task tower.
 
 MMoE with a single gate (:class:`~recsys_hmtl.models.mmoe.MMoE` builds both). Defaults from the STEM
 code's OMoE config: 8 experts [512, 512, 512], gate [128, 64], towers [128, 64].
-``outputs.shared`` is the mixture ``[B, expert_dims[-1]]`` (experts and gate are shared).
+``outputs.shared`` is the mixture ``[B, expert_dims[-1]]`` (experts and gate are shared), also the
+source of the task views: the tasks separate after it, later than at the experts' outputs.
 """
 
 from __future__ import annotations
@@ -33,6 +34,9 @@ class OMoE(MMoE):
         return [self.experts, self.gates]
 
     def forward(self, batch: Batch) -> MultiTaskOutput:
+        views = self.view_recorder()
         x = self.embedding(batch)
         shared = mix_experts(self.gates(x), self.experts(x))[0]  # [B, H]
-        return self.output(self.towers(shared).squeeze(-1), shared)
+        if views is None:
+            return self.output(self.towers(shared).squeeze(-1), shared)
+        return self.output(self.towers(views(shared), per_group=True).squeeze(-1), shared, views)

@@ -7,7 +7,8 @@ shared experts; it is skipped at the last level (nothing reads it). At level 0 e
 gate reads the embedding concat (one GEMM per module); later levels read their own task's / the
 shared output. Defaults from the STEM code's PLE config: 1 level, 8 shared + 1 task expert per
 task, experts [512, 512, 512], gates [128, 64], towers [128, 64]. ``outputs.shared`` is the
-embedding concat ``[B, F*dim + D]``.
+embedding concat ``[B, F*dim + D]``. Task views (one level only): the shared experts' outputs and the
+embedding concat the task experts and gates read.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from torch import Tensor, nn
 
 from ..data.batch import Batch
 from ..data.spec import FeatureSpec
-from .base import ModelParams, MultiTaskModel, MultiTaskOutput
+from .base import ModelParams, MultiTaskModel, MultiTaskOutput, TaskViewRecorder
 from .layers import (
     Gates,
     GroupedMLP,
@@ -71,13 +72,20 @@ class CGCLevel(nn.Module):
         )
         self.out_dim = self.shared_experts.out_dim
 
-    def forward(self, x_tasks: Tensor, x_shared: Tensor) -> tuple[Tensor, Tensor | None]:
+    def forward(self, x_tasks: Tensor, x_shared: Tensor,
+                views: TaskViewRecorder | None = None) -> tuple[Tensor, Tensor | None]:
+        """``views`` (a one-level PLE): task t's experts and gate read its view of ``x`` and mix
+        its view of the shared experts' outputs."""
         k, tk = self.experts_per_task, self.task_experts.num_groups
-        task_in = x_tasks if self.first else repeat_per_expert(x_tasks, k)
-        own = self.task_experts(task_in)  # [T*K, B, H]
+        if views is not None:
+            x_tasks = views(x_tasks)  # [T, B, in]
+        task_in = x_tasks if self.first and views is None else repeat_per_expert(x_tasks, k)
+        own = self.task_experts(task_in, per_group=views is not None)  # [T*K, B, H]
         shared = self.shared_experts(x_shared)  # [S, B, H]
-        gates = self.task_gates(x_tasks)  # [T, B, K+S]
-        out_tasks = mix_task_experts(gates[..., :k], own, k) + mix_experts(gates[..., k:], shared)
+        gates = self.task_gates(x_tasks, per_group=views is not None)  # [T, B, K+S]
+        mixed_shared = (mix_experts(gates[..., k:], shared) if views is None
+                        else views.mixture(gates[..., k:], shared))
+        out_tasks = mix_task_experts(gates[..., :k], own, k) + mixed_shared
         if self.shared_gate is None:
             return out_tasks, None
         g = self.shared_gate(x_shared)  # [1, B, T*K+S]
@@ -110,10 +118,15 @@ class PLE(MultiTaskModel):
     def shared_modules(self) -> list[nn.Module]:
         return level_shared_modules(self.levels)
 
+    @property
+    def supports_task_views(self) -> bool:
+        return self.params.num_levels == 1
+
     def forward(self, batch: Batch) -> MultiTaskOutput:
+        views = self.view_recorder()
         x = self.embedding(batch)
         x_tasks: Tensor = x
         x_shared: Tensor | None = x
         for level in self.levels:
-            x_tasks, x_shared = level(x_tasks, x_shared)
-        return self.output(self.towers(x_tasks).squeeze(-1), x)
+            x_tasks, x_shared = level(x_tasks, x_shared, views)
+        return self.output(self.towers(x_tasks).squeeze(-1), x, views)

@@ -1,7 +1,7 @@
 """Shared-Bottom (Caruana, 1997): one bottom MLP shared by all tasks, one tower per task.
 
 Defaults from the STEM code's SharedBottom config for the seeds' data sets: bottom [512, 512, 512],
-towers [128, 128], embedding 16. ``outputs.shared`` is the bottom output ``[B, bottom_dims[-1]]``.
+towers [128, 128], embedding 16. ``outputs.shared`` is the bottom output ``[B, bottom_dims[-1]]``, also the source of the task views.
 """
 
 from __future__ import annotations
@@ -48,6 +48,13 @@ class SharedBottom(MultiTaskModel):
     def shared_modules(self) -> list[nn.Module]:
         return [self.bottom]
 
+    @property
+    def supports_task_views(self) -> bool:
+        return True
+
     def forward(self, batch: Batch) -> MultiTaskOutput:
+        views = self.view_recorder()
         shared = self.bottom(self.embedding(batch))
-        return self.output(self.towers(shared).squeeze(-1), shared)
+        if views is None:
+            return self.output(self.towers(shared).squeeze(-1), shared)
+        return self.output(self.towers(views(shared), per_group=True).squeeze(-1), shared, views)

@@ -10,7 +10,8 @@ gate. The shared gate (on the shared input, over all experts; skipped at the las
 next level's shared experts; it also sees the task experts detached, so the guarantee holds at every
 level (with the default single level this is exactly the paper's model). Defaults from the STEM
 code's config: 1 level, 8 shared + 1 task expert per task, experts [512, 512, 512], gates [128, 64],
-towers [128, 64]. ``outputs.shared`` is the shared-embedding concat ``[B, F*dim + D]``.
+towers [128, 64]. ``outputs.shared`` is the shared-embedding concat ``[B, F*dim + D]``. Task views (one level only):
+the shared experts' outputs and the shared-embedding concat the task gates read.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from torch import Tensor, nn
 
 from ..data.batch import Batch
 from ..data.spec import FeatureSpec
-from .base import ModelParams, MultiTaskModel, MultiTaskOutput
+from .base import ModelParams, MultiTaskModel, MultiTaskOutput, TaskViewRecorder
 from .layers import (
     Gates,
     GroupedMLP,
@@ -80,19 +81,22 @@ class STEMLevel(nn.Module):
         self.register_buffer("other_mask", other, persistent=False)
         self.out_dim = self.shared_experts.out_dim
 
-    def forward(self, x_tasks: Tensor, x_shared: Tensor) -> tuple[Tensor, Tensor | None]:
+    def forward(self, x_tasks: Tensor, x_shared: Tensor,
+                views: TaskViewRecorder | None = None) -> tuple[Tensor, Tensor | None]:
+        """``views`` (a one-level STEM): task t's gate reads its view of the shared input and
+        mixes its view of the shared experts' outputs."""
         t, k = self.num_tasks, self.experts_per_task
         own = self.task_experts(repeat_per_expert(x_tasks, k))  # [T*K, B, H]
         frozen = own.detach()  # what every OTHER task sees of these experts
         shared = self.shared_experts(x_shared)  # [S, B, H]
-        gates = self.task_gates(x_tasks + x_shared)  # [T, B, T*K+S]
+        gates = self.task_gates(x_tasks + (x_shared if views is None else views(x_shared)))  # [T, B, T*K+S]
         g_task, g_shared = gates[..., : t * k], gates[..., t * k :]
         # Task t's weights on its own experts: the diagonal blocks of g_task.
         g_own = torch.diagonal(g_task.unflatten(-1, (t, k)), dim1=0, dim2=2).permute(2, 0, 1)
         out_tasks = (
             mix_task_experts(g_own, own, k)
             + mix_experts(g_task * self.other_mask, frozen)
-            + mix_experts(g_shared, shared)
+            + (mix_experts(g_shared, shared) if views is None else views.mixture(g_shared, shared))
         )
         if self.shared_gate is None:
             return out_tasks, None
@@ -130,10 +134,15 @@ class STEM(MultiTaskModel):
     def shared_modules(self) -> list[nn.Module]:
         return level_shared_modules(self.levels)
 
+    @property
+    def supports_task_views(self) -> bool:
+        return self.params.num_levels == 1
+
     def forward(self, batch: Batch) -> MultiTaskOutput:
+        views = self.view_recorder()
         x_shared = self.shared_embedding(batch)  # [B, F*dim + D]
         x_tasks = torch.stack([embedding(batch) for embedding in self.task_embeddings])
         shared_rep = x_shared
         for level in self.levels:
-            x_tasks, x_shared = level(x_tasks, x_shared)
-        return self.output(self.towers(x_tasks).squeeze(-1), shared_rep)
+            x_tasks, x_shared = level(x_tasks, x_shared, views)
+        return self.output(self.towers(x_tasks).squeeze(-1), shared_rep, views)

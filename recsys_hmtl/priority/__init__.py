@@ -6,5 +6,7 @@
 
 from .base import LossStage, NonFiniteLossError
 from .registry import available_stages, build_stage, register_stage
+from .task_views import ExpandedView, MixtureView, TaskViews
 
-__all__ = ["LossStage", "NonFiniteLossError", "available_stages", "build_stage", "register_stage"]
+__all__ = ["ExpandedView", "LossStage", "MixtureView", "NonFiniteLossError", "TaskViews",
+           "available_stages", "build_stage", "register_stage"]

@@ -3,10 +3,13 @@ which method runs). Imports only torch (SPEC §2)."""
 
 from __future__ import annotations
 
-from typing import ClassVar, Mapping, Sequence
+from typing import TYPE_CHECKING, ClassVar, Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
+
+if TYPE_CHECKING:
+    from .support import StageProfile
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -41,6 +44,7 @@ class LossStage(nn.Module):
 
     name: ClassVar[str] = ""
     needs_task_grads: ClassVar[bool] = False
+    profile: ClassVar["StageProfile | None"] = None  # what it supports and costs (support.py)
 
     def __init__(self, tasks: Sequence[str]) -> None:
         super().__init__()
@@ -51,6 +55,11 @@ class LossStage(nn.Module):
             raise ValueError(f"stage '{self.name}': duplicate task names in {list(tasks)}")
         self.tasks: tuple[str, ...] = tasks
         self._diagnostics: dict[str, float] = {}
+
+    def unsupported_in_training(self) -> str | None:
+        """Why the training job cannot run this stage as configured (None: it can); the job
+        refuses it when the config is checked (``validate``), before any data is read."""
+        return None
 
     # ----------------------------------------------------------------- helpers for subclasses
     @property

@@ -15,6 +15,7 @@ from torch import Tensor
 
 from ._hparams import positive
 from .min_norm import solve_simplex
+from .support import StageProfile
 from .registry import register_stage
 from .task_grads import GradientStage
 
@@ -24,6 +25,7 @@ RESCALES = {0: lambda c: 1.0, 1: lambda c: 1.0 + c * c, 2: lambda c: 1.0 + c}
 @register_stage("cagrad")
 class CAGradStage(GradientStage):
     """Task-specific parameters get their plain ∂L_i/∂θ_i, as in the reference implementations."""
+    profile = StageProfile("gradients", "O(K²D) Gram + O(n·K²) dual", "O(K·D)")
 
     def __init__(self, tasks: Sequence[str], c: float = 0.5, rescale: int = 1) -> None:
         super().__init__(tasks)

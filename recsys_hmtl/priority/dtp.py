@@ -19,6 +19,7 @@ from torch import Tensor
 
 from ._hparams import positive, unit_interval
 from .base import LossStage
+from .support import StageProfile
 from .registry import register_stage
 from .thresholds import RunningEMA
 
@@ -26,6 +27,7 @@ from .thresholds import RunningEMA
 @register_stage("dtp")
 class DynamicTaskPrioritizationStage(LossStage):
     """DTP (Guo et al. 2018). Hyper-parameters: ``gamma`` (focusing γ, 2.0), ``ema_decay`` (0.9)."""
+    profile = StageProfile("losses", "O(K)", "O(K)")
 
     def __init__(self, tasks: Sequence[str], gamma: float = 2.0, ema_decay: float = 0.9) -> None:
         super().__init__(tasks)

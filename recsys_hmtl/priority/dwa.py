@@ -19,12 +19,14 @@ from torch import Tensor
 
 from ._hparams import positive
 from .base import LossStage
+from .support import StageProfile
 from .registry import register_stage
 
 
 @register_stage("dwa")
 class DynamicWeightAverageStage(LossStage):
     """DWA (Liu et al. 2019). Hyper-parameter: ``temperature`` (T, 2.0)."""
+    profile = StageProfile("losses", "O(K)", "O(K)")
 
     def __init__(self, tasks: Sequence[str], temperature: float = 2.0) -> None:
         super().__init__(tasks)

@@ -21,6 +21,7 @@ import torch
 from torch import Tensor
 
 from ._hparams import positive
+from .support import StageProfile
 from .registry import register_stage
 from .task_grads import GradientStage
 
@@ -69,6 +70,7 @@ def fair_weights(
 @register_stage("fairgrad")
 class FairGradStage(GradientStage):
     """α-fair weights (``alpha`` > 0; 1 gives Nash-MTL's solution, larger is closer to max-min)."""
+    profile = StageProfile("gradients", "O(K²D) Gram + O(n·K³) Newton", "O(K·D)")
 
     heads_follow_coeffs = True
 

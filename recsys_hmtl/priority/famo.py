@@ -27,6 +27,7 @@ from torch import Tensor
 
 from ._hparams import per_task, positive
 from .base import LossStage
+from .support import StageProfile
 from .registry import register_stage
 
 OFFSET = 1e-8  # the official code's D_i = L_i − m_i + 1e-8
@@ -38,6 +39,7 @@ ADAM_EPS = 1e-8
 class FamoStage(LossStage):
     """FAMO (Liu et al. 2023). Hyper-parameters: ``w_lr`` (0.025), ``gamma`` (0.01),
     ``min_losses`` (m_i, lower bounds of the losses; 0 each)."""
+    profile = StageProfile("losses", "O(K)", "O(K)")
 
     def __init__(
         self,

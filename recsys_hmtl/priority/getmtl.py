@@ -53,6 +53,7 @@ from torch import Tensor
 
 from ._hparams import choose, positive
 from .min_norm import min_norm_weights, solve_simplex
+from .support import StageProfile
 from .registry import register_stage
 from .task_grads import GradientStage
 
@@ -69,6 +70,7 @@ class GetMTLStage(GradientStage):
     Hyper-parameters: ``eps`` (ε; 0.0075, or 0.5 with ``eps_mode="relative"``), ``eps_mode``
     (absolute = the paper | relative: ε in units of ‖g_0‖), ``beta_support`` (all = the paper |
     positive: w only over the tasks with β_i > 0); see the module docstring."""
+    profile = StageProfile("gradients", "O(K²D) Gram + O(n·K²) dual", "O(K·D)")
 
     def __init__(
         self, tasks: Sequence[str], eps: float | None = None, eps_mode: str = "absolute",

@@ -19,6 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from ._hparams import positive
+from .support import StageProfile
 from .registry import register_stage
 from .task_grads import GradientStage
 
@@ -28,6 +29,7 @@ _MIN_WEIGHT = 1e-6
 @register_stage("gradnorm")
 class GradNormStage(GradientStage):
     """Σ w_i L_i everywhere (``heads_follow_coeffs``); ``alpha`` is the restoring-force strength."""
+    profile = StageProfile("gradients", "O(K²D) Gram + O(K)", "O(K·D)")
 
     heads_follow_coeffs = True
 

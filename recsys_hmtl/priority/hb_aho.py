@@ -56,6 +56,7 @@ from torch import Tensor
 from ._hparams import choose, positive
 from .barriers import BARRIERS
 from .base import LossStage
+from .support import StageProfile
 from .registry import register_stage
 
 UPDATES = {"step": "step", "epoch": "epoch"}
@@ -72,6 +73,7 @@ class HbAhoStage(LossStage):
     the first loss), ``decay`` (γ, 0.95), ``sharpness`` (s, 3.0; tanh only), ``barrier`` (tanh |
     sigmoid | gaussian | softplus | exp | quadratic | cubic, Table 5), ``update`` (step | epoch),
     ``scale`` (absolute = the paper | relative, see the module docstring)."""
+    profile = StageProfile("losses", "O(K)", "O(K)")
 
     def __init__(
         self,

@@ -15,6 +15,7 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
+from .support import StageProfile
 from .registry import register_stage
 from .task_grads import GradientStage
 
@@ -22,6 +23,7 @@ from .task_grads import GradientStage
 @register_stage("imtl_g")
 class IMTLGStage(GradientStage):
     """Task-specific parameters get their plain ∂L_i/∂θ_i (IMTL-G acts on shared parameters)."""
+    profile = StageProfile("gradients", "O(K²D) Gram + O(K³) solve", "O(K·D)")
 
     def __init__(self, tasks: Sequence[str]) -> None:
         super().__init__(tasks)

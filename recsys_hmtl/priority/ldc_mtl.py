@@ -36,6 +36,7 @@ from torch import Tensor, nn
 
 from ._hparams import choose, positive, unused
 from .base import LossStage, with_extra
+from .support import StageProfile
 from .registry import register_stage
 
 
@@ -107,6 +108,7 @@ class LdcMtlStage(LossStage):
     (vector | mlp), ``normalize`` (none | rescale | log), ``smooth_abs`` (γ, 0 = plain |x|),
     ``loop`` (single | double), ``input_dim`` and ``router_hidden`` (64) for the MLP router,
     ``reset_every_epoch`` (False: re-capture l_0 after each epoch)."""
+    profile = StageProfile("learned", "O(K) (vector router); O(K·D) with the MLP router", "O(K)")
 
     def __init__(
         self,
@@ -148,6 +150,12 @@ class LdcMtlStage(LossStage):
         self.register_buffer("has_initial", torch.zeros((), dtype=torch.bool))
         self.register_buffer("lower_losses", torch.zeros(self.num_tasks))
         self.register_buffer("has_lower", torch.zeros((), dtype=torch.bool))
+
+    def unsupported_in_training(self) -> str | None:
+        if self.loop == "double":
+            return ("loop 'double' (Algorithm 2) needs the lower-level losses after an inner loop, "
+                    "which the training job does not run yet; use loop: single")
+        return None
 
     @property
     def needs_representation(self) -> bool:

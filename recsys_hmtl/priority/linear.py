@@ -9,12 +9,14 @@ from torch import Tensor
 
 from ._hparams import per_task
 from .base import LossStage
+from .support import StageProfile
 from .registry import register_stage
 
 
 @register_stage("sum")
 class SumStage(LossStage):
     """Σ_i L_i (linear scalarisation, SPEC §5)."""
+    profile = StageProfile("fixed", "O(K)", "O(K)")
 
     def __init__(self, tasks: Sequence[str]) -> None:
         super().__init__(tasks)
@@ -27,6 +29,7 @@ class SumStage(LossStage):
 @register_stage("weighted")
 class WeightedStage(LossStage):
     """Σ_i w_i L_i with fixed weights (list in priority order or ``{task: weight}``; default 1 each)."""
+    profile = StageProfile("fixed", "O(K)", "O(K)")
 
     def __init__(
         self, tasks: Sequence[str], weights: Sequence[float] | Mapping[str, float] | None = None

@@ -15,6 +15,7 @@ from torch import Tensor
 
 from ._hparams import choose
 from .min_norm import min_norm_weights
+from .support import StageProfile
 from .registry import register_stage
 from .task_grads import GradientStage
 
@@ -42,6 +43,7 @@ NORMALIZERS = {"none": _no_normalizer, "l2": _l2, "loss": _loss, "loss+": _loss_
 class MGDAStage(GradientStage):
     """Min-norm weights (:func:`~.min_norm.min_norm_weights`); the losses are scaled by them
     everywhere (``heads_follow_coeffs``), as in Sener & Koltun's training loop."""
+    profile = StageProfile("gradients", "O(K²D) Gram + O(n·K²) Frank-Wolfe", "O(K·D)")
 
     heads_follow_coeffs = True
 

@@ -15,6 +15,7 @@ from typing import Sequence
 from torch import Tensor
 
 from .fairgrad import fair_weights
+from .support import StageProfile
 from .registry import register_stage
 from .task_grads import GradientStage
 
@@ -22,6 +23,7 @@ from .task_grads import GradientStage
 @register_stage("nash_mtl")
 class NashMTLStage(GradientStage):
     """Nash bargaining weights; the losses are scaled by them everywhere."""
+    profile = StageProfile("gradients", "O(K²D) Gram + O(n·K³) Newton", "O(K·D)")
 
     heads_follow_coeffs = True
 

@@ -28,6 +28,7 @@ from torch import Tensor
 
 from ._hparams import positive, unit_interval
 from .base import LossStage
+from .support import StageProfile
 from .registry import register_stage
 from .thresholds import RunningEMA
 
@@ -36,6 +37,7 @@ from .thresholds import RunningEMA
 class NoMoreTuningStage(LossStage):
     """NMT (Cheng et al. 2025), our reading above. Hyper-parameters: ``multiplier_lr`` (η_λ, 0.1),
     ``ema_decay`` (0.9; 0 = the raw running minimum), ``rescale`` (True)."""
+    profile = StageProfile("losses", "O(K)", "O(K)")
 
     def __init__(
         self,

@@ -18,6 +18,7 @@ import torch
 from torch import Tensor
 
 from ._hparams import choose
+from .support import StageProfile
 from .registry import register_stage
 from .task_grads import GradientStage
 
@@ -28,6 +29,7 @@ REDUCTIONS = {"sum": lambda k: 1.0, "mean": lambda k: 1.0 / k}
 @register_stage("pcgrad")
 class PCGradStage(GradientStage):
     """Task-specific parameters get ∂L_i/∂θ_i (weight 1 for ``sum``, 1/K for ``mean``)."""
+    profile = StageProfile("gradients", "O(K²D) Gram + O(K³) projections", "O(K·D)")
 
     def __init__(self, tasks: Sequence[str], reduction: str = "sum", seed: int = 0) -> None:
         super().__init__(tasks)

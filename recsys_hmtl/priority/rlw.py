@@ -17,12 +17,14 @@ import torch
 from torch import Tensor
 
 from .base import LossStage
+from .support import StageProfile
 from .registry import register_stage
 
 
 @register_stage("rlw")
 class RandomLossWeightingStage(LossStage):
     """RLW (Lin et al. 2021). Hyper-parameter: ``seed`` (0) of the stage's own generator."""
+    profile = StageProfile("random", "O(K)", "O(K)")
 
     def __init__(self, tasks: Sequence[str], seed: int = 0) -> None:
         super().__init__(tasks)

@@ -50,6 +50,7 @@ from torch import Tensor
 
 from ._hparams import choose, positive
 from .base import LossStage
+from .support import StageProfile
 from .registry import register_stage
 from .thresholds import RunningSpread, build_threshold
 
@@ -95,6 +96,7 @@ class ScdVioStage(LossStage):
     none), ``threshold`` (mean | ema | median | fixed), ``softplus_penalty`` (True), and the options
     of the chosen threshold: ``ema_decay`` (0.9, ema), ``window`` (1000 steps, median),
     ``fixed_thresholds`` (one per task, fixed)."""
+    profile = StageProfile("losses", "O(K)", "O(K)")
 
     def __init__(
         self,

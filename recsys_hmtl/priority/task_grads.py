@@ -26,6 +26,12 @@ K x K Gram matrix ``G Gᵀ`` (and the losses). :class:`GradientStage` does the p
 Parameters upstream of a representation (embeddings, the trunk) receive the combination;
 parameters upstream of listed shared parameters (embeddings below a dense trunk) receive the
 gradient of ``Σ h_i L_i``.
+
+**Task views** (:mod:`.task_views`): where a model gives each task its own view of the shared
+tensors ``S_j`` at the point where the task paths separate, step 1 is ONE backward of ``Σ_i L_i``
+that stops at the views and yields every ``∂L_i/∂S_j`` (the heads are back-propagated once, not K
+times through the trunk), and step 4 back-propagates ``d`` through the trunk once with the sources
+``S_j`` as roots.
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ import torch.distributed as dist
 from torch import Tensor
 
 from .base import LossStage, with_extra
+from .task_views import MatrixBlock, MixtureBlock, TaskViews, gram_matrix, view_gradient_blocks
 
 
 def _world_size() -> int:
@@ -99,59 +106,50 @@ def task_gradient_matrix(
     return matrix
 
 
-def gram_matrix(matrix: Tensor, chunks: int = 64) -> Tensor:
-    """``matrix @ matrix.T`` for a wide K x D matrix, as a batched matmul over column chunks (a
-    single GEMM with a tiny K x K output uses the cores poorly; about 2x faster on CPU)."""
-    k, d = matrix.shape
-    if d < chunks * 1024:
-        return matrix @ matrix.T
-    head = d - d % chunks
-    blocks = matrix[:, :head].reshape(k, chunks, -1).transpose(0, 1)
-    gram = torch.bmm(blocks, blocks.transpose(1, 2)).sum(0)
-    return gram + matrix[:, head:] @ matrix[:, head:].T
-
-
-def global_gram(matrix: Tensor, rep_mode: bool) -> tuple[Tensor, Tensor]:
-    """(matrix, Gram) as every rank must see them (see the module docstring, step 2)."""
+def mean_over_ranks(matrix: Tensor) -> Tensor:
+    """Parameter mode under DDP: the K x D matrix averaged over ranks (module docstring, step 2)."""
     world = _world_size()
-    if world > 1 and not rep_mode:
-        dist.all_reduce(matrix)
-        matrix = matrix / world
-    gram = gram_matrix(matrix)
-    if world > 1 and rep_mode:
+    if world == 1:
+        return matrix
+    dist.all_reduce(matrix)
+    return matrix / world
+
+
+def global_rep_gram(gram: Tensor) -> Tensor:
+    """Rep-grad mode: the ranks' Gram matrices summed and divided by R² (module docstring, step 2)."""
+    world = _world_size()
+    if world > 1:
         dist.all_reduce(gram)
         gram = gram / world**2
-    return matrix, gram.detach().to("cpu", torch.float64)
+    return gram
 
 
 def backward_combination(
     losses: Tensor,
     tensors: Sequence[Tensor],
     rep_mode: bool,
-    matrix: Tensor,
+    blocks: Sequence[MatrixBlock | MixtureBlock],
     coeffs: Tensor,
     head_weights: Tensor,
     extra: Tensor | None = None,
 ) -> None:
-    """The single backward pass of the combination (module docstring, step 4); ``extra`` (an
-    auxiliary scalar, weight 1) joins the surrogate, so it is back-propagated in the same pass."""
-    c = coeffs.to(matrix)
+    """The single backward pass of the combination (module docstring, step 4), ``blocks[j]`` the
+    gradient block of ``tensors[j]``; ``extra`` (an auxiliary scalar, weight 1) joins the
+    surrogate, so it is back-propagated in the same pass."""
     h = head_weights.to(losses)
     surrogate = with_extra((h * losses).sum(), extra)
-    sizes = [t.numel() for t in tensors]
     if rep_mode:
-        delta = c - h.to(matrix)
+        delta = coeffs.double() - h.detach().to("cpu", torch.float64)
         roots, grads = [surrogate], [torch.ones_like(surrogate)]
         if bool(delta.ne(0).any()):
-            extra = torch.mv(matrix.T, delta).split(sizes)
             roots += list(tensors)
-            grads += [e.view_as(t).to(t.dtype) for e, t in zip(extra, tensors)]
+            grads += [b.combine(delta).reshape(t.shape).to(t.dtype) for b, t in zip(blocks, tensors)]
         torch.autograd.backward(roots, grads)
         return
     before = [None if t.grad is None else t.grad.detach().clone() for t in tensors]
     surrogate.backward()
-    for t, prior, d in zip(tensors, before, torch.mv(matrix.T, c).split(sizes)):
-        d = d.view_as(t).to(t.dtype)
+    for t, prior, block in zip(tensors, before, blocks):
+        d = block.combine(coeffs).reshape(t.shape).to(t.dtype)
         value = d if prior is None else prior + d
         if t.grad is None:
             t.grad = value.clone()
@@ -187,13 +185,22 @@ class GradientStage(LossStage):
         detached ``Σ c_i L_i`` (its gradient at ``shared`` is the combined direction). ``extra``
         is added to the single backward unweighted and is not part of the combination."""
         stacked = self.stack(losses)
-        tensors, rep_mode = shared_tensors(shared, self.name)
         # each task's own loss tensor, not a row of the stack: autograd would carry the stack's zero
         # gradients through every other task's graph too (K backward passes of all K heads)
         per_task = [losses[t].reshape(()) for t in self.tasks]
-        matrix = task_gradient_matrix(per_task, tensors, out=self._workspace)
-        self._workspace = matrix
-        matrix, gram = global_gram(matrix, rep_mode)
+        if isinstance(shared, TaskViews):
+            tensors, rep_mode = shared.sources, True
+            blocks = view_gradient_blocks(per_task, shared)
+            gram = sum(block.gram() for block in blocks)
+        else:
+            tensors, rep_mode = shared_tensors(shared, self.name)
+            self._workspace = task_gradient_matrix(per_task, tensors, out=self._workspace)
+            matrix = self._workspace if rep_mode else mean_over_ranks(self._workspace)
+            gram = gram_matrix(matrix)  # one Gram of the whole matrix
+            blocks = [MatrixBlock(m) for m in matrix.split([t.numel() for t in tensors], dim=1)]
+        if rep_mode:
+            gram = global_rep_gram(gram)
+        gram = gram.detach().to("cpu", torch.float64)
         finite = torch.isfinite(gram.diagonal())
         if not bool(finite.all()):
             task = self.tasks[int((~finite).nonzero()[0])]
@@ -201,7 +208,7 @@ class GradientStage(LossStage):
         detached = stacked.detach()
         coeffs = self.combine(gram, detached.to("cpu", torch.float64))
         backward_combination(
-            stacked, tensors, rep_mode, matrix, coeffs, self.head_weights(coeffs), extra
+            stacked, tensors, rep_mode, blocks, coeffs, self.head_weights(coeffs), extra
         )
         self._record_gradient_diagnostics(gram, coeffs)
         return (coeffs.to(detached) * detached).sum()

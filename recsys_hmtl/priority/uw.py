@@ -15,12 +15,14 @@ import torch
 from torch import Tensor, nn
 
 from .base import LossStage
+from .support import StageProfile
 from .registry import register_stage
 
 
 @register_stage("uw")
 class UncertaintyWeightingStage(LossStage):
     """Kendall et al. 2018; no hyper-parameters (the log-variances are learnt with the model)."""
+    profile = StageProfile("learned", "O(K)", "O(K)")
 
     def __init__(self, tasks: Sequence[str]) -> None:
         super().__init__(tasks)

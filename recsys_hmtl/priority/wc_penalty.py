@@ -21,6 +21,7 @@ from torch import Tensor
 
 from ._hparams import per_task, positive
 from .base import LossStage, NonFiniteLossError, with_extra
+from .support import StageProfile
 from .registry import register_stage
 
 Constraints = Tensor | Mapping[str, Tensor] | None
@@ -31,6 +32,7 @@ class WcPenaltyStage(LossStage):
     """WC-penalty (seed 004). Hyper-parameters: ``preference`` (p on the simplex, list in priority
     order or ``{task: p}``; uniform), ``mu`` (smoothing μ, 0.01; 0 = exact max), ``rho`` (penalty
     weight ρ on the equality constraints, 1.0)."""
+    profile = StageProfile("losses", "O(K)", "O(K)")
 
     def __init__(
         self,

@@ -13,7 +13,8 @@ from torch import Tensor
 class TaskOutputs:
     """``losses``: ``{task: scalar loss}`` in priority order (mean over the batch's samples);
     ``shared``: the shared representation the task heads read (non-leaf tensor(s), what rep-grad
-    gradient stages differentiate against); ``extra``: an auxiliary loss added to every stage's
+    gradient stages differentiate against), or :class:`~recsys_hmtl.priority.TaskViews` (each
+    task's own view of it at the task split: every task's gradient from one backward); ``extra``: an auxiliary loss added to every stage's
     objective (already weighted), or None; ``batch_size``: samples in the batch; ``task_counts``:
     for binary tasks, ``[T, 2]`` = per task (Σ predicted probability, Σ positive labels) of the
     batch (detached): the live windowed calibration and NE on ``/metrics``; None otherwise."""

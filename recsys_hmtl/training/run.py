@@ -206,8 +206,19 @@ def _prepare_in_rank_order(plan: RunPlan, rank: int, world: int):
     return prepared
 
 
+def _without_nones(value):
+    """``value`` with every mapping entry whose value is None left out (recursively): a key added
+    to a config dataclass later, at its None default, leaves an older run resumable."""
+    if isinstance(value, dict):
+        return {k: _without_nones(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_without_nones(v) for v in value]
+    return value
+
+
 def _check_same_run(payload: dict, digest: dict, latest: dict) -> None:
-    saved = {"adapter": "recsys", **payload.get("config_digest", {})}  # runs from before adapters
+    saved = _without_nones({"adapter": "recsys", **payload.get("config_digest", {})})  # runs from before adapters
+    digest = _without_nones(digest)
     changed = sorted(k for k in set(saved) | set(digest) if saved.get(k) != digest.get(k))
     if changed:
         raise InputError(

@@ -19,9 +19,13 @@ def build_loss_stage(cfg: RunConfig, tasks: list[str]) -> LossStage:
         raise InputError(f"unknown loss stage '{cfg.stage.name}'", key="stage.name",
                          hint=did_you_mean(cfg.stage.name, available_stages()))
     try:
-        return build_stage(cfg.stage.name, tasks=tasks, **cfg.stage.hparams)
+        stage = build_stage(cfg.stage.name, tasks=tasks, **cfg.stage.hparams)
     except (TypeError, ValueError) as exc:
         raise InputError(str(exc), key=f"stage ({cfg.stage.name})") from None
+    reason = stage.unsupported_in_training()
+    if reason:
+        raise InputError(f"stage '{cfg.stage.name}': {reason}", key=f"stage ({cfg.stage.name})")
+    return stage
 
 
 def dense_optimizer_for(trainable: Trainable, stage: LossStage, lr: float) -> torch.optim.Optimizer:

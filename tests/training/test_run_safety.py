@@ -43,6 +43,17 @@ def test_bad_configuration_fails_validate_and_train_before_any_work(demo_root, t
     assert not run.exists()  # nothing written: the run folder was never created
 
 
+def test_a_stage_setting_the_job_cannot_run_fails_validate_and_train(demo_root, tmp_path, capsys):
+    """LDC-MTL's double loop (Algorithm 2) is not wired into training: refused up front, not at the
+    first training step."""
+    double = ("stage.name=ldc_mtl", "stage.loop=double")
+    assert run_cli("validate", "--config", CONFIG, *settings(demo_root, *double)) == 2
+    err = capsys.readouterr().err
+    assert "key 'stage (ldc_mtl)'" in err and "loop 'double'" in err
+    assert run_cli(*train_args(demo_root, tmp_path / "run", *double)) == 2
+    assert not (tmp_path / "run").exists()
+
+
 def test_config_that_is_a_folder_or_binary_names_the_file(tmp_path, capsys):
     assert run_cli("validate", "--config", tmp_path) == 2
     assert "is a folder, not a config file" in capsys.readouterr().err

@@ -19,6 +19,7 @@ from ...data.sources import fingerprint, input_files
 from ...errors import InputError, did_you_mean
 from ...evaluation.report import build_report
 from ...models import available_models, build_model
+from ...priority.registry import STAGES
 from ...training.adapter import ADAPTERS, AdapterPlan, TaskAdapter
 from .scoring import score_split
 from .sharding import ShardingConfig, shard_model
@@ -71,8 +72,10 @@ class RecsysAdapter(TaskAdapter):
         self._model(plan, prepared, embedding_device="meta")  # tables on meta: no memory
 
     def build(self, plan, prepared, *, per_rank_batch, device, process_group, cfg) -> ShardedTower:
-        """The tower on the meta device, sharded by DMP with the fused sparse optimizer."""
+        """The tower on the meta device, sharded by DMP with the fused sparse optimizer; with task
+        views where the loss stage differentiates per task and the tower can give them."""
         model = self._model(plan, prepared, embedding_device="meta")
+        model.task_views = model.supports_task_views and STAGES.get(cfg.stage.name).needs_task_grads
         sharding = ShardingConfig(optimizer=cfg.trainer.sparse_optimizer, lr=cfg.trainer.sparse_lr,
                                   plan=dict(cfg.trainer.plan), planner_batch_size=per_rank_batch)
         dmp = shard_model(model, config=sharding, device=device, process_group=process_group)
@@ -86,7 +89,8 @@ class RecsysAdapter(TaskAdapter):
         model = self._model(plan, prepared)
         model.load_state_dict(state)
         labels, scores, groups = score_split(model, prepared, split, batch_size)
-        report = build_report(split, labels, scores, groups, prepared.tasks)
+        users = groups if plan.data.user_column is not None else None  # no users: GAUC not applicable
+        report = build_report(split, labels, scores, users, prepared.tasks)
         report.update(primary_metric="avg_auc", task_metric="auc", change="relative")
         return report
 

@@ -6,6 +6,7 @@ import torch
 from torch import nn
 from torchrec.optim.optimizers import in_backward_optimizer_filter
 
+from ...priority import ExpandedView, MixtureView, TaskViews
 from ...training.checkpoint import restore_into
 from ...training.outputs import TaskOutputs
 from ...training.adapter import Trainable
@@ -13,9 +14,19 @@ from .losses import auxiliary_total, task_losses
 from .plan import plan_summary
 
 
+VIEW_KINDS = {"expand": ExpandedView, "mixture": MixtureView}
+
+
+def task_views(records) -> TaskViews:
+    """The stage's :class:`~recsys_hmtl.priority.TaskViews` of a tower's ``outputs.views``."""
+    return TaskViews(tuple(VIEW_KINDS[kind](*tensors) for kind, *tensors in records))
+
+
 class ShardedTower(Trainable):
     """``dmp``: the DMP-wrapped tower (its state dict holds the table shards of this rank);
-    ``model``: the same tower unwrapped (for its auxiliary losses, e.g. AITM's calibrator)."""
+    ``model``: the same tower unwrapped (for its auxiliary losses, e.g. AITM's calibrator). A tower
+    with task views on hands the stage :class:`~recsys_hmtl.priority.TaskViews` as its shared
+    representation (one backward yields every task's gradient), else ``outputs.shared``."""
 
     def __init__(self, dmp: nn.Module, model: nn.Module, tasks: list[str]) -> None:
         self.module, self._model, self.tasks = dmp, model, list(tasks)
@@ -26,7 +37,8 @@ class ShardedTower(Trainable):
         extra = auxiliary_total(self._model.auxiliary_losses(outputs, batch.labels))
         with torch.no_grad():  # live calibration / NE: per task (Σ p, Σ y) of the batch
             counts = torch.stack([torch.sigmoid(outputs.stacked).sum(dim=1), batch.labels.sum(dim=0)], dim=1)
-        return TaskOutputs(losses, outputs.shared, extra, batch.batch_size, task_counts=counts)
+        shared = task_views(outputs.views) if outputs.views else outputs.shared
+        return TaskOutputs(losses, shared, extra, batch.batch_size, task_counts=counts)
 
     def parameter_groups(self, lr: float) -> list[dict]:
         """Every parameter the fused sparse optimizer does not own (dense layers, data-parallel
