@@ -124,13 +124,44 @@ def acting_markdown(run_dirs: list[Path]) -> str:
     return "\n".join(lines) + "\n" if len(lines) > 2 else ""
 
 
+def check_report_target(path: Path) -> None:
+    """``evaluate --out``: a ``.json`` path whose file and Markdown sibling are new or earlier
+    reports; anything else of the user's is refused before any work (never overwritten)."""
+    if path.suffix != ".json":
+        raise InputError("the report path must end in .json (the Markdown goes beside it, .md)",
+                         file=str(path), key="--out")
+    if path.is_dir():
+        raise InputError("is a folder; give the report's file name (e.g. DIR/eval_report.json)",
+                         file=str(path), key="--out")
+    if path.exists():
+        try:
+            earlier = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, ValueError):
+            earlier = None
+        if not (isinstance(earlier, dict) and {"split", "rows", "tasks"} <= set(earlier)):
+            raise InputError("exists and is not an evaluation report: not overwritten",
+                             file=str(path), key="--out", hint="choose a new file name")
+    markdown = path.with_suffix(".md")
+    if markdown.exists():
+        try:
+            ours = markdown.read_text().startswith("## Evaluation: split ")
+        except (OSError, UnicodeDecodeError):
+            ours = False
+        if not ours:
+            raise InputError("the report's Markdown would replace this file, which is not an evaluation "
+                             "report: not overwritten", file=str(markdown), key="--out",
+                             hint="choose another report name")
+
+
 def evaluate_run(run_dir: str | Path, split: str = "test", out: str | Path | None = None) -> dict:
     """``recsys-hmtl evaluate``: write ``eval_report.json`` (+ ``.md``), push it when configured."""
     run_dir = Path(run_dir)
+    target = Path(out) if out else run_dir / REPORT_FILE
+    check_report_target(target)
     plan = resolve_run(read_run_config(run_dir))
     cfg = plan.config
     report = evaluate_checkpoint(run_dir, split, plan=plan)
-    write_report(report, Path(out) if out else run_dir / REPORT_FILE)
+    write_report(report, target)
     if cfg.metrics.pushgateway:  # a push failure fails the job: its numbers are what it exports
         from ..monitoring import push_evaluation
 

@@ -99,6 +99,25 @@ def two_runs(tmp_path_factory, demo_root):
     return runs
 
 
+def test_evaluate_out_never_overwrites_a_users_file(two_runs, tmp_path, capsys):
+    """`evaluate --out` writes FILE.json and FILE.md: neither may replace something of the user's."""
+    notes = tmp_path / "notes.json"
+    notes.write_text('{"my": "own data"}\n')
+    assert run_cli("evaluate", "--run", two_runs["sum"], "--out", notes) == 2
+    assert "not an evaluation report" in capsys.readouterr().err
+    assert notes.read_text() == '{"my": "own data"}\n'
+    summary = tmp_path / "summary.md"
+    summary.write_text("# my summary\n")
+    assert run_cli("evaluate", "--run", two_runs["sum"], "--out", tmp_path / "summary.json") == 2
+    assert summary.read_text() == "# my summary\n" and not (tmp_path / "summary.json").exists()
+    assert run_cli("evaluate", "--run", two_runs["sum"], "--out", tmp_path / "report.txt") == 2
+    assert "must end in .json" in capsys.readouterr().err
+    # a new name, then the same name again (an earlier report is replaced)
+    for _ in range(2):
+        assert run_cli("evaluate", "--run", two_runs["sum"], "--out", tmp_path / "again.json") == 0
+    assert (tmp_path / "again.md").read_text().startswith("## Evaluation")
+
+
 def test_compare_refuses_mixed_splits(two_runs, capsys):
     report = read_json(two_runs["scd_vio"] / "eval_report.json")
     try:
