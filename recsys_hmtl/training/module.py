@@ -30,6 +30,7 @@ from ..priority import LossStage, NonFiniteLossError
 from ..priority.acting import DEFAULT_WINDOW, WeightWindow
 from .adapter import Trainable
 from .checkpoint import plain_state, restore_into
+from .csv_log import STEP_COLUMN
 from .position import DataPosition
 from .step_values import detached_values, first_nonfinite
 
@@ -175,6 +176,7 @@ class MultiTaskTraining(pl.LightningModule):
             vector /= self.world_size
         logged = {f"loss/{t}": float(v) for t, v in zip(self.tasks, vector)}
         logged["loss/sum"] = float(vector.sum())
+        logged[STEP_COLUMN] = float(self.counters.steps)  # the run's own step: kept across --resume
         logged.update({f"stage/{k}": v for k, v in self.last.diagnostics.items()})
         self.log_dict(logged, on_step=True, on_epoch=False, batch_size=self.last.samples * self.world_size)
         self.log("loss", logged["loss/sum"], prog_bar=True, on_step=True, logger=False)

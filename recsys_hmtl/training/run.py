@@ -27,12 +27,12 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.loggers import CSVLogger
 
 from ..config import RunConfig
 from ..errors import InputError
 from .callbacks import GracefulStop, PeriodicCheckpoint, PrometheusMetrics
 from .checkpoint import CheckpointStore
+from .csv_log import ResumableCSVLogger
 from .distributed import ensure_process_group, rank_and_world
 from .evaluate import evaluate_checkpoint
 from .files import exclusive_run_folder, write_json, write_run_config
@@ -136,7 +136,8 @@ def _train(plan: RunPlan, run_dir: Path, resume: bool, rank: int, world: int) ->
         if len(batches):
             fit_started = time.perf_counter()
             callbacks = [checkpoints, GracefulStop()] + ([PrometheusMetrics(metrics)] if metrics else [])
-            _trainer(cfg, run_dir, rank, callbacks).fit(module, train_dataloaders=batches)
+            kept = None if latest is None else module.counters.steps  # the log's rows up to the checkpoint
+            _trainer(cfg, run_dir, rank, callbacks, kept).fit(module, train_dataloaders=batches)
             fit_seconds = time.perf_counter() - fit_started - checkpoints.seconds
             if module.stop_agreed and len(batches):  # a stop at the very last step is a finished run
                 saved = checkpoints.last_saved
@@ -240,12 +241,12 @@ def _training_metrics(cfg: RunConfig, tasks: list[str], run_dir: Path, rank: int
     return metrics
 
 
-def _trainer(cfg: RunConfig, run_dir: Path, rank: int, callbacks: list) -> pl.Trainer:
+def _trainer(cfg: RunConfig, run_dir: Path, rank: int, callbacks: list, keep_log_until: int | None) -> pl.Trainer:
     return pl.Trainer(
         accelerator="gpu" if cfg.trainer.device.startswith("cuda") else "cpu",
         devices=1,
         max_epochs=1,  # one pass over RemainingBatches, which spans the run's epochs
-        logger=CSVLogger(str(run_dir), name="logs", version=f"rank{rank}"),
+        logger=ResumableCSVLogger(str(run_dir), name="logs", version=f"rank{rank}", keep_until=keep_log_until),
         log_every_n_steps=cfg.trainer.log_every,
         enable_checkpointing=False,  # PeriodicCheckpoint writes sharded, atomic checkpoints
         enable_progress_bar=rank == 0 and os.environ.get("RECSYS_HMTL_PROGRESS", "1") != "0",

@@ -146,3 +146,26 @@ def test_sigterm_checkpoints_the_current_step_and_exits_143(demo_root, tmp_path)
     for task, entry in a["val"].items():
         assert entry["auc"] == pytest.approx(b["val"][task]["auc"], abs=1e-6, nan_ok=True) if entry["auc"] \
             else b["val"][task]["auc"] is None
+
+
+def test_resume_keeps_the_logged_history_up_to_the_checkpoint(demo_root, tmp_path):
+    """logs/rank0/metrics.csv of a resumed run reads as one run: the rows up to the checkpoint stay,
+    rows logged after it (redone by the resumed run) are replaced, none appear twice."""
+    import csv
+
+    run = tmp_path / "run"
+    common = ["trainer.log_every=2", "trainer.ckpt_every=4", "trainer.max_epochs=10"]
+    assert run_cli(*train_args(demo_root, run, *common, "trainer.max_steps=8")) == 0
+    path = run / "logs" / "rank0" / "metrics.csv"
+
+    def steps() -> list[int]:
+        with open(path, newline="") as file:
+            return [int(float(row["train_step"])) for row in csv.DictReader(file) if row.get("train_step")]
+
+    assert steps() == [2, 4, 6, 8]
+    with open(path, newline="") as file:  # a row logged after the last checkpoint (as if killed)
+        rows = list(csv.DictReader(file))
+    with open(path, "a", newline="") as file:
+        csv.DictWriter(file, fieldnames=list(rows[0])).writerow({**rows[-1], "train_step": "9"})
+    assert run_cli(*train_args(demo_root, run, *common, "trainer.max_steps=12"), "--resume") == 0
+    assert steps() == [2, 4, 6, 8, 10, 12]
