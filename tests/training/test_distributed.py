@@ -3,19 +3,29 @@ shard (SPEC §6). The checkpoint holds shards from both ranks and evaluates in o
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
 import torch
 
-from mainjob import read_json, run_cli, run_cli_process, train_args
+from mainjob import ROOT, read_json, run_cli, run_cli_process, train_args
 
 SCHEDULE = ["trainer.max_epochs=3", "trainer.max_steps=-1", "trainer.ckpt_every=20"]
 
 
-def test_two_process_run_shards_tables_on_both_ranks_and_reaches_the_single_process_auc(demo_root, tmp_path):
-    two, one = tmp_path / "two", tmp_path / "one"
-    result = run_cli_process(*train_args(demo_root, two, *SCHEDULE), "--nproc", "2", timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
+@pytest.fixture(scope="module")
+def one_process_run(demo_root, tmp_path_factory):
+    """The single-process reference run of SCHEDULE."""
+    one = tmp_path_factory.mktemp("one") / "run"
     assert run_cli(*train_args(demo_root, one, *SCHEDULE)) == 0
+    return one
 
+
+def check_two_ranks_match_one(two, one) -> None:
+    """Both ranks hold table shards in the checkpoint; the AUCs are the single process's."""
     latest = read_json(two / "checkpoints" / "latest.json")
     assert latest["world_size"] == 2
     shards_per_rank = []
@@ -32,6 +42,37 @@ def test_two_process_run_shards_tables_on_both_ranks_and_reaches_the_single_proc
 
     assert run_cli("evaluate", "--run", two) == 0  # one process evaluates the two-rank checkpoint
     assert read_json(two / "eval_report.json")["tasks"]["is_click"]["auc"] > 0.5
+
+
+def test_two_process_run_shards_tables_on_both_ranks_and_reaches_the_single_process_auc(
+        demo_root, tmp_path, one_process_run):
+    two = tmp_path / "two"
+    result = run_cli_process(*train_args(demo_root, two, *SCHEDULE), "--nproc", "2", timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    check_two_ranks_match_one(two, one_process_run)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_two_nodes_through_the_multi_host_path_match_one_process(demo_root, tmp_path, one_process_run):
+    """Two "hosts" on this machine: one torchrun per node (--nnodes 2, --node-rank 0/1, one process
+    each, a static rendezvous on 127.0.0.1), sharing the run folder and the data cache as a
+    cluster's shared filesystem would."""
+    two = tmp_path / "two_nodes"
+    port = free_port()
+    env = {**os.environ, "RECSYS_HMTL_PROGRESS": "0", "OMP_NUM_THREADS": "1"}
+    nodes = [subprocess.Popen(
+        [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--node-rank", str(rank),
+         "--nproc-per-node", "1", "--master-addr", "127.0.0.1", "--master-port", str(port),
+         "-m", "recsys_hmtl.cli", *train_args(demo_root, two, *SCHEDULE)],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for rank in (0, 1)]
+    errors = [node.communicate(timeout=600)[1] for node in nodes]
+    assert [node.returncode for node in nodes] == [0, 0], errors[0][-2000:] + errors[1][-2000:]
+    check_two_ranks_match_one(two, one_process_run)
 
 
 def test_bad_model_key_with_nproc_exits_2_before_any_rank_starts(demo_root, tmp_path):
