@@ -2,7 +2,7 @@
 target 2: ≥ 0.75x on SharedBottom, OMoE, MMoE and PLE at 8 tasks).
 
 Demo data (KuaiRand-1K format, 8 funnel tasks), one process, batch 4096, ``trainer.max_steps``
-steps per run (no checkpoints, no validation inside the timed steps); the sizes of the speed issue:
+steps per run (every gradient stage of the registry; no checkpoints, no validation inside the timed steps); the sizes of the speed issue:
 embeddings 16, 8 experts [128, 64] (PLE: one level, 8 shared + 1 task expert), SharedBottom's
 bottom [128, 64], towers [32]. ``samples_per_second`` is each run's ``run_summary.json`` figure
 (training steps only). The towers give the stages task views (models/base.py): each task's
@@ -20,8 +20,10 @@ import sys
 import tempfile
 from pathlib import Path
 
+from recsys_hmtl.priority.registry import STAGES
+
 ROOT = Path(__file__).resolve().parents[1]
-GRADIENT_STAGES = ("mgda", "pcgrad", "cagrad", "imtl_g", "getmtl", "gradnorm", "nash_mtl", "fairgrad")
+GRADIENT_STAGES = tuple(n for n in STAGES.names() if STAGES.get(n).needs_task_grads)
 MODELS = {
     "shared_bottom": ["model.bottom_dims=[128,64]"],
     "omoe": ["model.num_experts=8", "model.expert_dims=[128,64]"],
@@ -45,7 +47,7 @@ def train(cli: list[str], env: dict, data: str, out: Path, model: str, stage: st
 
 
 def main(quick: bool = False) -> None:
-    rows, steps = (60_000, 5) if quick else (300_000, 30)
+    rows, steps = (60_000, 5) if quick else (300_000, 20)
     stages = GRADIENT_STAGES[:2] if quick else GRADIENT_STAGES
     env = {**os.environ, "RECSYS_HMTL_PROGRESS": "0"}
     cli = [sys.executable, "-m", "recsys_hmtl.cli"]
