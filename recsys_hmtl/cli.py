@@ -34,6 +34,9 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--out", required=True, help="folder; files go to OUT/data/")
     d.add_argument("--rows", type=int, default=None, help="interactions (default: trains in ~1 min)")
     d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--users", type=int, default=None, help="users (default: the demo's; fixed vocabularies "
+                   "across sizes of --rows)")
+    d.add_argument("--videos", type=int, default=None, help="videos (default: rows // 20)")
 
     v = sub.add_parser("validate", help="check the inputs a config points at and print a summary")
     v.add_argument("--config", required=True)
@@ -50,6 +53,23 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--run", required=True, help="run folder written by train")
     e.add_argument("--split", default="test", choices=["test", "val"])
     e.add_argument("--out", default=None, help="report file (default RUN/eval_report.json)")
+
+    x = sub.add_parser("export", help="write a run's tower as a TorchScript program (torch only) with "
+                       "metadata.json and the vocabularies")
+    x.add_argument("--run", required=True, help="run folder written by train")
+    x.add_argument("--out", required=True, help="export folder: new, empty, or a previous export (replaced)")
+    x.add_argument("--onnx", action="store_true", help="also write model.onnx (needs the onnx and onnxscript "
+                   "packages; checked with onnxruntime when installed)")
+
+    s = sub.add_parser("predict", help="score a CSV/Parquet file of rows in batches with a run or an export")
+    source = s.add_mutually_exclusive_group(required=True)
+    source.add_argument("--run", help="run folder: its last checkpoint, as evaluate scores")
+    source.add_argument("--model", help="export folder written by export")
+    s.add_argument("--input", required=True, help="rows in the data set's log format (CSV, or .parquet)")
+    s.add_argument("--out", required=True, help="Parquet file: id columns, then p_<task> per task")
+    s.add_argument("--batch-size", type=int, default=65536, help="rows per batch (bounds memory)")
+    s.add_argument("--keep", action="append", default=[], metavar="COLUMN",
+                   help="also copy this input column to the output (repeatable)")
 
     c = sub.add_parser("compare", help="seed-style table of runs against the one with stage 'sum'")
     c.add_argument("runs", nargs="+", metavar="RUN_DIR")
@@ -80,7 +100,8 @@ def _parser() -> argparse.ArgumentParser:
 def _demo_data(args: argparse.Namespace) -> int:
     from .data.demo import write_demo_data
 
-    report = write_demo_data(args.out, rows=args.rows, seed=args.seed)
+    sizes = {"users": args.users} if args.users is not None else {}
+    report = write_demo_data(args.out, rows=args.rows, seed=args.seed, videos=args.videos, **sizes)
     print(report, file=sys.stderr)
     return 0
 
@@ -151,6 +172,25 @@ def _evaluate(args: argparse.Namespace) -> int:
     print(report_markdown(report))
     if report.get("task_metric", "auc") == "auc":
         _warn(auc_warnings(report["tasks"], report["split"]))
+    return 0
+
+
+@command("export")
+def _export(args: argparse.Namespace) -> int:
+    from .adapters.recsys.export import describe, export_run
+
+    print(describe(export_run(args.run, args.out, onnx=args.onnx), args.out))
+    return 0
+
+
+@command("predict")
+def _predict(args: argparse.Namespace) -> int:
+    from .adapters.recsys.predict import predict
+
+    summary = predict(input=args.input, out=args.out, run=args.run, model=args.model,
+                      batch_size=args.batch_size, keep=args.keep)
+    print(f"scored {summary['rows']} rows of {summary['input']} with the {summary['scored_with']} in "
+          f"{summary['seconds']:.1f}s: {summary['out']} ({', '.join(summary['columns'])})")
     return 0
 
 

@@ -202,6 +202,19 @@ def test_cli_writes_the_data_set_and_reports_rates(tmp_path, capsys):
     assert "5,000 interactions" in err and "is_click" in err and "is_hate" in err
 
 
+def test_cli_sizes_users_and_videos_so_a_larger_set_keeps_the_vocabularies(tmp_path):
+    """`--users` / `--videos` fix the id spaces: 4x the rows, the same users and videos (the memory
+    benchmark compares sizes at fixed vocabularies)."""
+    tables = []
+    for rows in (4_000, 16_000):
+        out = tmp_path / str(rows)
+        assert main(["demo-data", "--out", str(out), "--rows", str(rows), "--users", "40", "--videos", "300"]) == 0
+        users = pl.read_csv(out / "data" / USER_FILE).get_column("user_id").sort().to_list()
+        videos = pl.read_csv(out / "data" / VIDEO_FILE).get_column("video_id").sort().to_list()
+        tables.append((users, videos))
+    assert tables[0] == tables[1] and len(tables[0][0]) == 40 and len(tables[0][1]) == 300
+
+
 def test_cli_rejects_a_non_positive_row_count(tmp_path, capsys):
     assert main(["demo-data", "--out", str(tmp_path), "--rows", "0"]) == 2
     assert "--rows" in capsys.readouterr().err
