@@ -131,8 +131,8 @@ class Gates(nn.Module):
             activate_last=False,
         )
 
-    def forward(self, x: Tensor, per_group: bool = False) -> Tensor:
-        logits = self.net(x, per_group)
+    def forward(self, x: Tensor) -> Tensor:
+        logits = self.net(x)
         if self.num_experts < SHORT_SOFTMAX:
             return short_softmax(logits)
         return torch.softmax(logits, dim=-1)

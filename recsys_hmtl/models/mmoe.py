@@ -6,7 +6,8 @@ shared input, deeper expert layers one ``baddbmm``, the mixing of all tasks one 
 task towers one ``baddbmm`` per layer (towers have equal shapes). Defaults from the STEM code's
 MMoE config: 8 experts [512, 512, 512], gates [128, 64], towers [128, 64]. ``outputs.shared`` is
 the embedding concat ``[B, F*dim + D]`` (the gates are task-specific, so no later tensor is shared
-as a whole). Task views: the experts' outputs and the embedding concat the gates read.
+as a whole). Task views: the experts' outputs (each task's gate mixes its own view); the gates, task-specific,
+read the embedding concat directly.
 """
 
 from __future__ import annotations
@@ -75,6 +76,6 @@ class MMoE(MultiTaskModel):
         experts = self.experts(x)  # [E, B, H]
         if views is None:
             mixed = mix_experts(self.gates(x), experts)  # [T, B, H]
-        else:  # task t's gate reads its view of x; the mixture of the shared experts is a view
-            mixed = views.mixture(self.gates(views(x), per_group=True), experts)
+        else:  # each task's mixture of the shared experts is its view of them
+            mixed = views.mixture(self.gates(x), experts)
         return self.output(self.towers(mixed).squeeze(-1), x, views)

@@ -7,8 +7,7 @@ shared experts; it is skipped at the last level (nothing reads it). At level 0 e
 gate reads the embedding concat (one GEMM per module); later levels read their own task's / the
 shared output. Defaults from the STEM code's PLE config: 1 level, 8 shared + 1 task expert per
 task, experts [512, 512, 512], gates [128, 64], towers [128, 64]. ``outputs.shared`` is the
-embedding concat ``[B, F*dim + D]``. Task views (one level only): the shared experts' outputs and the
-embedding concat the task experts and gates read.
+embedding concat ``[B, F*dim + D]``. Task views (one level only): the shared experts' outputs.
 """
 
 from __future__ import annotations
@@ -74,15 +73,13 @@ class CGCLevel(nn.Module):
 
     def forward(self, x_tasks: Tensor, x_shared: Tensor,
                 views: TaskViewRecorder | None = None) -> tuple[Tensor, Tensor | None]:
-        """``views`` (a one-level PLE): task t's experts and gate read its view of ``x`` and mix
-        its view of the shared experts' outputs."""
+        """``views`` (a one-level PLE): task t's gate mixes its own view of the shared experts'
+        outputs."""
         k, tk = self.experts_per_task, self.task_experts.num_groups
-        if views is not None:
-            x_tasks = views(x_tasks)  # [T, B, in]
-        task_in = x_tasks if self.first and views is None else repeat_per_expert(x_tasks, k)
-        own = self.task_experts(task_in, per_group=views is not None)  # [T*K, B, H]
+        task_in = x_tasks if self.first else repeat_per_expert(x_tasks, k)
+        own = self.task_experts(task_in)  # [T*K, B, H]
         shared = self.shared_experts(x_shared)  # [S, B, H]
-        gates = self.task_gates(x_tasks, per_group=views is not None)  # [T, B, K+S]
+        gates = self.task_gates(x_tasks)  # [T, B, K+S]
         mixed_shared = (mix_experts(gates[..., k:], shared) if views is None
                         else views.mixture(gates[..., k:], shared))
         out_tasks = mix_task_experts(gates[..., :k], own, k) + mixed_shared

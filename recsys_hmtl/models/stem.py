@@ -11,7 +11,7 @@ next level's shared experts; it also sees the task experts detached, so the guar
 level (with the default single level this is exactly the paper's model). Defaults from the STEM
 code's config: 1 level, 8 shared + 1 task expert per task, experts [512, 512, 512], gates [128, 64],
 towers [128, 64]. ``outputs.shared`` is the shared-embedding concat ``[B, F*dim + D]``. Task views (one level only):
-the shared experts' outputs and the shared-embedding concat the task gates read.
+the shared experts' outputs.
 """
 
 from __future__ import annotations
@@ -83,13 +83,13 @@ class STEMLevel(nn.Module):
 
     def forward(self, x_tasks: Tensor, x_shared: Tensor,
                 views: TaskViewRecorder | None = None) -> tuple[Tensor, Tensor | None]:
-        """``views`` (a one-level STEM): task t's gate reads its view of the shared input and
-        mixes its view of the shared experts' outputs."""
+        """``views`` (a one-level STEM): task t's gate mixes its own view of the shared experts'
+        outputs."""
         t, k = self.num_tasks, self.experts_per_task
         own = self.task_experts(repeat_per_expert(x_tasks, k))  # [T*K, B, H]
         frozen = own.detach()  # what every OTHER task sees of these experts
         shared = self.shared_experts(x_shared)  # [S, B, H]
-        gates = self.task_gates(x_tasks + (x_shared if views is None else views(x_shared)))  # [T, B, T*K+S]
+        gates = self.task_gates(x_tasks + x_shared)  # [T, B, T*K+S]
         g_task, g_shared = gates[..., : t * k], gates[..., t * k :]
         # Task t's weights on its own experts: the diagonal blocks of g_task.
         g_own = torch.diagonal(g_task.unflatten(-1, (t, k)), dim1=0, dim2=2).permute(2, 0, 1)
