@@ -16,33 +16,19 @@ parameters get their plain ∂L_i/∂θ_i, as with TorchJD's ``mtl_backward``.
 
 from __future__ import annotations
 
-from typing import Sequence
-
 import torch
 from torch import Tensor
 
-from ._hparams import positive
 from .support import StageProfile
 from .registry import register_stage
-from .task_grads import GradientStage
-from .upgrad import dual_cone_weights, regularized_gram
+from .upgrad import UPGradStage
 
 
 @register_stage("dualproj")
-class DualProjStage(GradientStage):
+class DualProjStage(UPGradStage):
     """c = argmin_{v ≥ 1/K} vᵀ(G/tr G + reg_eps I)v; heads get ∂L_i/∂θ_i."""
     profile = StageProfile("gradients", "O(K²D) Gram + one active-set QP, O(n·K³)", "O(K·D)")
 
-    def __init__(self, tasks: Sequence[str], norm_eps: float = 1e-4, reg_eps: float = 1e-4) -> None:
-        super().__init__(tasks)
-        self.norm_eps = positive(self.name, "norm_eps", norm_eps, allow_zero=True)
-        self.reg_eps = positive(self.name, "reg_eps", reg_eps, allow_zero=True)
-
-    def combine(self, gram: Tensor, losses: Tensor) -> Tensor:
-        q, small = regularized_gram(gram, self.norm_eps, self.reg_eps)
-        self._diagnostics["guard"] = float(small)
-        k = self.num_tasks
-        return dual_cone_weights(q, torch.full((k,), 1.0 / k, dtype=torch.float64))
-
-    def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, norm_eps={self.norm_eps}, reg_eps={self.reg_eps}"
+    def targets(self) -> Tensor:
+        """One row: the mean, u = 1/K."""
+        return torch.full((1, self.num_tasks), 1.0 / self.num_tasks, dtype=torch.float64)

@@ -126,12 +126,14 @@ class UPGradStage(GradientStage):
         self.norm_eps = positive(self.name, "norm_eps", norm_eps, allow_zero=True)
         self.reg_eps = positive(self.name, "reg_eps", reg_eps, allow_zero=True)
 
+    def targets(self) -> Tensor:
+        """The rows u whose dual-cone weights are summed (TorchJD: U = diag(mean weights))."""
+        return torch.eye(self.num_tasks, dtype=_F64) / self.num_tasks
+
     def combine(self, gram: Tensor, losses: Tensor) -> Tensor:
         q, small = regularized_gram(gram, self.norm_eps, self.reg_eps)
-        k = self.num_tasks
         self._diagnostics["guard"] = float(small)
-        units = torch.eye(k, dtype=_F64) / k  # TorchJD: U = diag(mean weights), c = Σ rows of W
-        return torch.stack([dual_cone_weights(q, units[i]) for i in range(k)]).sum(0)
+        return torch.stack([dual_cone_weights(q, u) for u in self.targets()]).sum(0)
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, norm_eps={self.norm_eps}, reg_eps={self.reg_eps}"
