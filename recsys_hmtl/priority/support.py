@@ -12,7 +12,7 @@ RANKS = {
     "fixed": "same weights on every rank",
     "random": "same draws on every rank (its own seeded generator)",
     "learned": "its parameters' gradients averaged over the ranks: same on every rank",
-    "losses": "statistics of the rank's own losses: weights may differ between ranks",
+    "losses": "the global batch's losses (all-reduced before the stage): same on every rank",
     "gradients": "Gram matrix all-reduced over the ranks: same coefficients on every rank",
 }
 

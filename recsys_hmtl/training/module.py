@@ -106,7 +106,7 @@ class MultiTaskTraining(pl.LightningModule):
     def training_step(self, batch: Any, batch_idx: int) -> None:
         started = time.perf_counter()
         out = self.trainable.forward(batch)
-        losses, extra = out.losses, out.extra
+        losses, extra = self._global_losses(out.losses), out.extra
         values, extra_value = detached_values(losses, extra)
         bad, self.stop_agreed = self._agree(first_nonfinite(values, extra_value), self.stop_requested)
         optimizer = self.optimizers()
@@ -128,6 +128,19 @@ class MultiTaskTraining(pl.LightningModule):
             self.stage.end_epoch()
 
     # ------------------------------------------------------------------------------- helpers
+    def _global_losses(self, losses):
+        """Under ``--nproc``: each task's loss with the VALUE of the global batch (the mean over the
+        ranks) and the GRADIENT of this rank's, ``l + (mean − l).detach()``. Stages then weigh and
+        keep statistics of the same losses on every rank (their weights and buffers stay equal), and
+        a stage's nonlinear use of a loss (log L, L / L(0)) gets the global batch's derivative, which
+        DDP's average of the ranks' gradients then is."""
+        if self.world_size == 1:
+            return losses
+        values = torch.stack([losses[t].detach().reshape(()).double() for t in self.tasks])
+        dist.all_reduce(values)
+        values /= self.world_size
+        return {t: losses[t] + (values[i].to(losses[t]) - losses[t].detach()) for i, t in enumerate(self.tasks)}
+
     def _average_stage_gradients(self) -> None:
         """The stage's own parameters (UW's log-variances, LDC-MTL's router) are outside DMP's DDP:
         average their gradients over the ranks, so every rank steps them alike and they stay equal."""

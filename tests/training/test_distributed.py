@@ -115,17 +115,18 @@ def test_sigterm_stops_both_ranks_after_the_same_step_with_a_checkpoint(demo_roo
     assert resumed.returncode == 0, resumed.stderr[-3000:]
 
 
-def test_learned_stage_parameters_stay_equal_on_every_rank(demo_root, tmp_path):
-    """UW's log-variances are not DDP parameters; their gradients are averaged over the ranks."""
-    run = tmp_path / "uw"
-    result = run_cli_process(*train_args(demo_root, run, "stage.name=uw", "trainer.max_steps=8"), "--nproc", "2",
-                             timeout=600)
+@pytest.mark.parametrize("stage", ["uw", "famo"])
+def test_stage_state_stays_equal_on_every_rank(demo_root, tmp_path, stage):
+    """UW's log-variances (not DDP parameters: their gradients are averaged over the ranks) and
+    FAMO's loss statistics (the stage sees the global batch's losses on every rank) stay equal."""
+    run = tmp_path / stage
+    result = run_cli_process(*train_args(demo_root, run, f"stage.name={stage}", "trainer.max_steps=8"),
+                             "--nproc", "2", timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     latest = read_json(run / "checkpoints" / "latest.json")
     stages = [torch.load(run / "checkpoints" / latest["dir"] / f"rank{r}.pt", weights_only=True)["stage"]
               for r in (0, 1)]
-    learned = [k for k, v in stages[0].items() if torch.is_tensor(v) and v.is_floating_point()]
-    assert learned
-    for key in learned:
-        assert not torch.equal(stages[0][key], torch.zeros_like(stages[0][key])), key  # it did learn
-        assert torch.allclose(stages[0][key], stages[1][key], atol=0, rtol=0), key
+    state = [k for k, v in stages[0].items() if torch.is_tensor(v) and v.is_floating_point()]
+    assert any(not torch.equal(stages[0][k], torch.zeros_like(stages[0][k])) for k in state)  # it moved
+    for key in state:
+        assert torch.equal(stages[0][key], stages[1][key]), key
