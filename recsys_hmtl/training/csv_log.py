@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import os
+import warnings
 
 from pytorch_lightning.loggers import CSVLogger
 
@@ -34,7 +35,9 @@ class ResumableCSVLogger(CSVLogger):
                 reader = csv.DictReader(file)
                 header = list(reader.fieldnames or [])
                 kept = [row for row in reader if _step(row) is not None and _step(row) <= self.keep_until]
-        writer = super().experiment  # deletes metrics.csv
+        with warnings.catch_warnings():  # its "will be deleted" is untrue here: the rows are kept
+            warnings.filterwarnings("ignore", message="Experiment logs directory")
+            writer = super().experiment  # deletes metrics.csv
         if header:
             with open(path, "w", newline="") as file:
                 out = csv.DictWriter(file, fieldnames=header)
