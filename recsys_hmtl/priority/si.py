@@ -11,8 +11,11 @@ Sum of log losses is this stage, not LibMTL's ``GLS`` (geometric loss strategy,
 ``(Π_i L_i)^(1/K)``): its gradient is GLS/K·Σ_i ∇L_i/L_i, the same direction scaled by the current
 geometric mean.
 
-The reference takes ``log`` of whatever it gets (−inf or NaN for L_i <= 0); this stage refuses a
-loss that is not > 0 with a ValueError naming the task, before anything is computed.
+The reference takes ``log`` of whatever it gets (−inf or NaN for L_i <= 0). Here a negative loss is
+a ValueError naming the task, before anything is computed; a loss of exactly 0 is a positive loss
+that underflowed (BCE of a confident model on a batch without positives of a rare task: on the
+genuine KuaiRand rows ``is_hate`` reaches 0.0 within 5 epochs, and the run stopped) and adds
+nothing that step (log 1 = 0: no gradient, effective weight 0).
 
 Diagnostics: ``weight`` w_i / L_i (the effective weight on L_i).
 """
@@ -48,16 +51,17 @@ class ScaleInvariantStage(LossStage):
 
     def objective(self, losses: Tensor) -> Tensor:
         detached = losses.detach()
-        bad = ~(detached > 0)
+        bad = ~(detached >= 0)
         if bool(bad.any()):
             i = int(bad.nonzero()[0])
             raise ValueError(
-                f"stage '{self.name}' takes log L_i and needs every loss > 0; task "
+                f"stage '{self.name}' takes log L_i and needs every loss >= 0; task "
                 f"'{self.tasks[i]}' has loss {float(detached[i])}"
             )
         w = self.weights.to(losses)
-        self.record("weight", w / detached)
-        return (w * torch.log(losses)).sum()
+        underflow = detached == 0
+        self.record("weight", torch.where(underflow, torch.zeros_like(w), w / detached))
+        return (w * torch.log(torch.where(underflow, torch.ones_like(losses), losses))).sum()
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, weights={self.weights.tolist()}"
