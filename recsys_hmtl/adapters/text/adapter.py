@@ -13,6 +13,13 @@ binary task per review domain, task-specific inputs.
       shared: filters         # what gradient stages differentiate: filters | encoder | features
       sharing: hard           # hard (one shared TextCNN) | none (one per task: STL in one run)
       single_task: null       # a domain: train that domain alone (its data and head only)
+      embeddings: scratch     # scratch (word vocabulary of the training split) | minilm
+      freeze_embeddings: false
+
+``embeddings: minilm`` (:mod:`.minilm`, needs the ``ere`` extra): reviews are cut into
+all-MiniLM-L6-v2's WordPiece pieces and the table starts as MiniLM's token embeddings (width 384:
+``embedding_dim`` may be left out or set to 384); ``freeze_embeddings: true`` keeps it fixed
+(minilm only). ``data.min_count``/``max_vocab`` then do not apply.
 
 Batches (:mod:`.sampler`): ``data.per_task_batch`` reviews of every task per step, and
 ``trainer.batch_size`` = per_task_batch × tasks (``per_task_batch: 0`` derives it from
@@ -33,24 +40,30 @@ from ...training.adapter import ADAPTERS, AdapterPlan, TaskAdapter, Trainable, g
 from .config import TextDataConfig
 from .data import TextData, input_paths, prepare
 from .metrics import AccuracyCounts
+from .minilm import EMBEDDINGS, MINILM_DIM, check_installed
 from .model import SHARED, SHARING, TextMTLModel
 from .sampler import PerTaskStream, eval_batches
 
 MODELS = ("textcnn",)
 MODEL_KEYS = {"embedding_dim": int, "filters": int, "kernel_sizes": list, "dropout": float, "shared": str,
-              "sharing": str, "single_task": str}
+              "sharing": str, "single_task": str, "embeddings": str, "freeze_embeddings": bool}
 DEFAULTS = {"embedding_dim": 128, "filters": 100, "kernel_sizes": [3, 5, 7], "dropout": 0.5, "shared": "filters",
-            "sharing": "hard", "single_task": None}
+            "sharing": "hard", "single_task": None, "embeddings": "scratch", "freeze_embeddings": False}
 MAX_EVAL_BATCH = 512  # reviews per scoring batch (activations: batch × filters × 256 per kernel)
 
 
 class TextTrainable(Trainable):
-    """The text model with its parameter counts in the run summary."""
+    """The text model with its parameter counts (and ``extra`` facts) in the run summary."""
+
+    def __init__(self, module: TextMTLModel, extra: dict | None = None) -> None:
+        super().__init__(module)
+        self.extra = extra or {}
 
     def summary(self) -> dict:
         m = self.module
         return {"text_model": {"parameters": sum(p.numel() for p in m.parameters()), "sharing": m.sharing,
-                               "shared": m.shared, "shared_parameters": sum(p.numel() for p in m.shared_parameters())}}
+                               "shared": m.shared, "shared_parameters": sum(p.numel() for p in m.shared_parameters()),
+                               **self.extra}}
 
 
 @ADAPTERS.register("text")
@@ -80,22 +93,29 @@ class TextAdapter(TaskAdapter):
         return input_paths(plan.data, plan.tasks)
 
     def prepare(self, plan: AdapterPlan) -> TextData:
-        return prepare(plan.data, plan.tasks)
+        return prepare(plan.data, plan.tasks, plan.model_hparams["embeddings"])
 
     def _model(self, plan: AdapterPlan, prepared: TextData) -> TextMTLModel:
         h = plan.model_hparams
+        if prepared.embeddings != h["embeddings"]:  # ids of one tokenisation never meet the other's table
+            raise InputError(f"the data was tokenised for embeddings '{prepared.embeddings}', not "
+                             f"'{h['embeddings']}'", key="model.embeddings")
         own = None
-        if h["sharing"] == "none":  # STL: every domain's encoder embeds its own vocabulary
+        if h["sharing"] == "none" and h["embeddings"] == "scratch":  # STL: each domain embeds its own vocabulary
             own = {t: (len(prepared.domain_vocabs[t]), prepared.remap(t)) for t in plan.tasks}
         return TextMTLModel(plan.tasks, len(prepared.vocab), embedding_dim=h["embedding_dim"], filters=h["filters"],
                             kernel_sizes=h["kernel_sizes"], dropout=h["dropout"], sharing=h["sharing"],
-                            shared=h["shared"], own_vocabularies=own)
+                            shared=h["shared"], own_vocabularies=own, pretrained=prepared.pretrained,
+                            freeze_embeddings=h["freeze_embeddings"])
 
     def check_model(self, plan: AdapterPlan, prepared: TextData) -> None:
         self._model(plan, prepared)
 
     def build(self, plan, prepared, *, per_rank_batch, device, process_group, cfg) -> TextTrainable:
-        return TextTrainable(self._model(plan, prepared).to(device))
+        h = plan.model_hparams
+        extra = {} if h["embeddings"] == "scratch" else {"embeddings": h["embeddings"],
+                                                          "freeze_embeddings": h["freeze_embeddings"]}
+        return TextTrainable(self._model(plan, prepared).to(device), extra)
 
     def train_stream(self, plan, prepared: TextData, batch_size, *, seed, rank, world_size) -> PerTaskStream:
         per_task = batch_size // len(plan.tasks)  # resolve checked that the tasks divide it
@@ -122,8 +142,9 @@ class TextAdapter(TaskAdapter):
 
     def describe(self, plan, prepared: TextData) -> str:
         r = prepared.report
+        words = "MiniLM WordPiece pieces" if r.get("embeddings") == "minilm" else "words"
         lines = [f"dataset: {plan.data.dataset} ({len(plan.tasks)} domain task(s), vocabulary {r['vocabulary']:,} "
-                 f"words, {r['non_utf8_lines']} line(s) read as Windows-1252) from {plan.data.root}"]
+                 f"{words}, {r['non_utf8_lines']} line(s) read as Windows-1252) from {plan.data.root}"]
         for task in plan.tasks:
             d = r["domains"][task]
             lines.append(f"  {task}: " + ", ".join(
@@ -195,4 +216,22 @@ def _model_hparams(hparams: dict, data: TextDataConfig) -> dict:
         raise InputError(f"'{out['single_task']}' is not one of data.domains", key="model.single_task",
                          hint=did_you_mean(out["single_task"], data.domains))
     out["kernel_sizes"] = list(ks)
+    _check_embeddings(out, hparams)
     return out
+
+
+def _check_embeddings(out: dict, given: dict) -> None:
+    """``model.embeddings`` and what goes with it (minilm: width 384, the package installed)."""
+    if out["embeddings"] not in EMBEDDINGS:
+        raise InputError(f"unknown value {out['embeddings']!r}; one of {list(EMBEDDINGS)}", key="model.embeddings",
+                         hint=did_you_mean(out["embeddings"], EMBEDDINGS))
+    if out["embeddings"] == "scratch":
+        if out["freeze_embeddings"]:
+            raise InputError("only pretrained embeddings can be frozen (scratch embeddings would stay random)",
+                             key="model.freeze_embeddings", hint="set model.embeddings=minilm, or leave it false")
+        return
+    if "embedding_dim" in given and out["embedding_dim"] != MINILM_DIM:
+        raise InputError(f"the MiniLM token embeddings are {MINILM_DIM} wide, got {out['embedding_dim']}",
+                         key="model.embedding_dim", hint=f"leave it out or set it to {MINILM_DIM}")
+    out["embedding_dim"] = MINILM_DIM
+    check_installed()

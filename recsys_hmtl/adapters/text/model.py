@@ -31,6 +31,11 @@ are disjoint and Adam is per-parameter, so with ``stage: sum`` each task trains 
 with a batch of ``per_task_batch`` reviews (the paper's STL column, in one run; only the epoch is
 the largest task's). Each task's embedding covers its own vocabulary (the
 words of its training reviews, as a ``single_task`` run fits it), mapped from the shared ids.
+
+``model.embeddings: minilm``: E starts as all-MiniLM-L6-v2's token embeddings (``pretrained``,
+30,522 WordPiece pieces × 384; the [PAD] row zeroed, as scratch's is) and is trained on, or kept
+fixed with ``freeze_embeddings`` (then it is no shared parameter either). With ``sharing: none``
+every task's encoder starts from its own copy of the whole table.
 """
 
 from __future__ import annotations
@@ -52,10 +57,12 @@ SHARING = ("hard", "none")
 class TextCNN(nn.Module):
     """Embedding → one Conv1d per kernel size (``filters`` maps) → ReLU → max over time → concat.
     ``remap`` (optional, [V] ids): the input ids are first mapped through it, into a vocabulary of
-    ``vocab_size`` words of this encoder's own (a buffer derived from the data, not checkpointed)."""
+    ``vocab_size`` words of this encoder's own (a buffer derived from the data, not checkpointed).
+    ``pretrained`` (optional, [vocab_size, embedding_dim]): the embedding table's initial values
+    (row PAD_ID zeroed); ``freeze``: the table is not trained."""
 
     def __init__(self, vocab_size: int, embedding_dim: int, filters: int, kernel_sizes: Sequence[int],
-                 remap: Tensor | None = None) -> None:
+                 remap: Tensor | None = None, pretrained: Tensor | None = None, freeze: bool = False) -> None:
         super().__init__()
         self.register_buffer("remap", remap, persistent=False)
         self.kernel_sizes = tuple(int(k) for k in kernel_sizes)
@@ -64,7 +71,13 @@ class TextCNN(nn.Module):
         self.out_dim = filters * len(self.kernel_sizes)
         nn.init.uniform_(self.embedding.weight, -0.25, 0.25)  # Kim (2014)'s random word vectors
         with torch.no_grad():
+            if pretrained is not None:
+                if tuple(pretrained.shape) != (vocab_size, embedding_dim):
+                    raise ValueError(f"pretrained embeddings of shape {list(pretrained.shape)}, expected "
+                                     f"[{vocab_size}, {embedding_dim}]")
+                self.embedding.weight.copy_(pretrained)
             self.embedding.weight[PAD_ID].zero_()
+        self.embedding.weight.requires_grad_(not freeze)
 
     def forward(self, tokens: Tensor, lengths: Tensor) -> Tensor:
         """``tokens`` [n, L], ``lengths`` [n] → pooled features [n, filters · kernels]."""
@@ -87,11 +100,13 @@ class TextMTLModel(nn.Module):
     """The shared TextCNN (one, or one per task with ``sharing="none"``) and a 2-class head per
     task; ``forward`` returns the tasks' losses in ``tasks`` order (the priority order).
     ``own_vocabularies`` (``sharing="none"`` only): ``{task: (size, remap)}``, each task's encoder
-    embeds its own vocabulary (:meth:`~.data.TextData.remap`), as a single-task run of it would."""
+    embeds its own vocabulary (:meth:`~.data.TextData.remap`), as a single-task run of it would.
+    ``pretrained`` and ``freeze_embeddings``: every encoder's initial table and whether it trains."""
 
     def __init__(self, tasks: Sequence[str], vocab_size: int, embedding_dim: int = 128, filters: int = 100,
                  kernel_sizes: Sequence[int] = (3, 5, 7), dropout: float = 0.5, sharing: str = "hard",
-                 shared: str = "filters", own_vocabularies: dict[str, tuple[int, Tensor]] | None = None) -> None:
+                 shared: str = "filters", own_vocabularies: dict[str, tuple[int, Tensor]] | None = None,
+                 pretrained: Tensor | None = None, freeze_embeddings: bool = False) -> None:
         super().__init__()
         if sharing not in SHARING:
             raise ValueError(f"sharing must be one of {SHARING}, got {sharing!r}")
@@ -99,14 +114,17 @@ class TextMTLModel(nn.Module):
             raise ValueError(f"shared must be one of {SHARED}, got {shared!r}")
         self.tasks = tuple(tasks)
         self.sharing, self.shared = sharing, shared
+        if pretrained is not None and own_vocabularies:
+            raise ValueError("pretrained embeddings cover the shared vocabulary: no own_vocabularies with them")
+        emb = {"pretrained": pretrained, "freeze": freeze_embeddings}
         if sharing == "hard":
             if own_vocabularies:
                 raise ValueError("own_vocabularies is for sharing='none' (one encoder per task)")
-            self.encoders = nn.ModuleList([TextCNN(vocab_size, embedding_dim, filters, kernel_sizes)])
+            self.encoders = nn.ModuleList([TextCNN(vocab_size, embedding_dim, filters, kernel_sizes, **emb)])
         else:
             own = {t: (own_vocabularies or {}).get(t, (vocab_size, None)) for t in self.tasks}
-            self.encoders = nn.ModuleList(TextCNN(own[t][0], embedding_dim, filters, kernel_sizes, remap=own[t][1])
-                                          for t in self.tasks)
+            self.encoders = nn.ModuleList(TextCNN(own[t][0], embedding_dim, filters, kernel_sizes, remap=own[t][1],
+                                                  **emb) for t in self.tasks)
         width = self.encoders[0].out_dim
         self.heads = nn.ModuleDict({t: nn.Linear(width, 2) for t in self.tasks})
         self.dropout = nn.Dropout(dropout)
@@ -116,9 +134,9 @@ class TextMTLModel(nn.Module):
         return self.encoders[0 if self.sharing == "hard" else self._index[task]]
 
     def shared_parameters(self) -> list[nn.Parameter]:
-        """θ^sh as ``model.shared`` selects it (``filters``: the convolutions; ``encoder``: all)."""
+        """θ^sh as ``model.shared`` selects it (``filters``: the convolutions; ``encoder``: all trained ones)."""
         if self.shared == "encoder":
-            return [p for e in self.encoders for p in e.parameters()]
+            return [p for e in self.encoders for p in e.parameters() if p.requires_grad]
         return [p for e in self.encoders for p in e.convs.parameters()]
 
     def features(self, batch: TextBatch) -> dict[str, Tensor]:
