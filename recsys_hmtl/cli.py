@@ -10,6 +10,7 @@ import logging
 import sys
 import traceback
 import warnings
+from contextlib import contextmanager
 from typing import Callable, Sequence
 
 from .errors import InputError
@@ -88,6 +89,16 @@ def _parser() -> argparse.ArgumentParser:
                    help="leave out tasks with fewer test positives (overrides every table's)")
     r.add_argument("--set", dest="overrides", action="append", default=[], metavar="[DATASET:]KEY=VALUE",
                    help="for every cell, or only DATASET's cells")
+
+    f = sub.add_parser("pareto", help="sweep a stage's preference vector over the simplex (one resumable run "
+                       "per point, linear weights beside it) and write the Pareto front")
+    f.add_argument("--config", required=True)
+    f.add_argument("--stage", required=True, help="wc_penalty, stch or weighted")
+    f.add_argument("--points", type=int, required=True, help="preference vectors (a grid for 2-3 tasks, "
+                   "a Halton set beyond; 3 tasks: the largest simplex lattice of at most this many)")
+    f.add_argument("--out", required=True, help="folder: runs/, front.csv, front.json, front.png")
+    f.add_argument("--tasks", default=None, metavar="A,B", help="the two tasks front.png shows (default: the first two)")
+    f.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
 
     from .monitoring.check import add_arguments as metrics_check_arguments
 
@@ -211,18 +222,36 @@ def _reproduce(args: argparse.Namespace) -> int:
     def progress(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
 
+    with _quiet_training_logs():
+        datasets = [d for d in args.datasets.split(",") if d] if args.datasets else None
+        print(reproduce(args.suite, args.out, seeds=args.seeds, overrides=args.overrides, datasets=datasets,
+                        min_positives=args.min_positives, dry=args.dry_run, progress=progress))
+    return 0
+
+
+@contextmanager
+def _quiet_training_logs():
+    """One progress line per run of a grid instead of the training job's own logs."""
     quiet = [logging.getLogger(n) for n in ("recsys_hmtl.training", "recsys_hmtl.data", "pytorch_lightning",
                                               "torchrec")]
     levels = [logger.level for logger in quiet]
     for logger in quiet:
-        logger.setLevel(logging.ERROR)  # one progress line per cell instead
+        logger.setLevel(logging.ERROR)
     try:
-        datasets = [d for d in args.datasets.split(",") if d] if args.datasets else None
-        print(reproduce(args.suite, args.out, seeds=args.seeds, overrides=args.overrides, datasets=datasets,
-                        min_positives=args.min_positives, dry=args.dry_run, progress=progress))
+        yield
     finally:
         for logger, level in zip(quiet, levels):
             logger.setLevel(level)
+
+
+@command("pareto")
+def _pareto(args: argparse.Namespace) -> int:
+    from .pareto.sweep import pareto
+
+    tasks = [t for t in args.tasks.split(",") if t] if args.tasks else None
+    with _quiet_training_logs():
+        print(pareto(args.config, args.stage, args.points, args.out, overrides=args.overrides, tasks=tasks,
+                     progress=lambda line: print(line, file=sys.stderr, flush=True)))
     return 0
 
 

@@ -30,6 +30,7 @@ class ModelConfig:
 @dataclass
 class StageConfig:
     name: str = "sum"
+    grad_mode: str | None = None  # gradient stages: rep (None: the shared representation) | params
     hparams: dict[str, Any] = field(default_factory=dict)  # SPEC §5 names (alpha, eps0, ...)
 
 
@@ -60,6 +61,18 @@ class MetricsConfig:
 
 
 @dataclass
+class BilevelConfig:
+    """Seed 004's multi-task bilevel mode (``bilevel:`` in a config; absent = off). The upper level
+    reads a held-out slice of the training split (``holdout``, never the validation split), the
+    lower level (each task's linear head) the rest; ``kkt_every`` (steps, 0 = ``trainer.log_every``)
+    is how often the Pareto-stationarity measure is computed (K + 1 extra gradients)."""
+
+    enabled: bool = True
+    holdout: float = 0.1
+    kkt_every: int = 0
+
+
+@dataclass
 class RunConfig:
     """``adapter`` names the domain (SPEC §9; default ``recsys``); the adapter's own dataclasses type
     the ``data:`` section and the ``tasks:`` entries (:func:`from_dict` builds them)."""
@@ -70,6 +83,7 @@ class RunConfig:
     stage: StageConfig = field(default_factory=StageConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    bilevel: BilevelConfig | None = None  # None: ordinary training
     seed: int = 2024
     adapter: str = "recsys"
 

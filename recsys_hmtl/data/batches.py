@@ -108,10 +108,12 @@ REMAINDER_POLICIES: dict[str, Remainder] = {
 class BatchStream:
     """Iterable of :class:`Batch` for one rank: ``for batch in stream`` reads the current epoch
     (``set_epoch``, as with ``DistributedSampler``). ``len(stream)`` is the number of batches, equal on
-    every rank. ``drop_last`` drops a final batch smaller than ``batch_size`` (on every rank alike)."""
+    every rank. ``drop_last`` drops a final batch smaller than ``batch_size`` (on every rank alike).
+    ``rows``: read only these rows of ``arrays`` (a held-out slice; no copy), else all of them."""
 
     def __init__(self, arrays: EncodedArrays, batch_size: int, *, shuffle: bool = False, seed: int = 0,
-                 rank: int = 0, world_size: int = 1, drop_last: bool = False, remainder: str = "drop") -> None:
+                 rank: int = 0, world_size: int = 1, drop_last: bool = False, remainder: str = "drop",
+                 rows: np.ndarray | None = None) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         if world_size < 1 or not 0 <= rank < world_size:
@@ -121,6 +123,7 @@ class BatchStream:
         self.arrays, self.batch_size = arrays, batch_size
         self.shuffle, self.seed, self.rank, self.world_size = shuffle, seed, rank, world_size
         self.drop_last, self.remainder = drop_last, remainder
+        self.rows = None if rows is None else np.asarray(rows, dtype=np.int64)
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -129,9 +132,10 @@ class BatchStream:
     def order(self, epoch: int | None = None) -> np.ndarray:
         """The rows of the whole split in the order of ``epoch`` (a permutation when shuffling)."""
         epoch = self.epoch if epoch is None else epoch
+        rows = np.arange(len(self.arrays), dtype=np.int64) if self.rows is None else self.rows
         if not self.shuffle:
-            return np.arange(len(self.arrays), dtype=np.int64)
-        return np.random.default_rng([self.seed % 2**63, epoch]).permutation(len(self.arrays))
+            return rows
+        return rows[np.random.default_rng([self.seed % 2**63, epoch]).permutation(len(rows))]
 
     def shard(self, epoch: int | None = None) -> np.ndarray:
         """The rows this rank reads in ``epoch``, in reading order."""
@@ -140,7 +144,7 @@ class BatchStream:
         return order[self.rank * per_rank:(self.rank + 1) * per_rank]
 
     def _shard_rows(self) -> int:
-        n, world = len(self.arrays), self.world_size
+        n, world = len(self.arrays) if self.rows is None else len(self.rows), self.world_size
         return n // world if self.remainder == "drop" else -(-n // world)
 
     def __len__(self) -> int:

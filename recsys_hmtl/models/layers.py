@@ -79,6 +79,17 @@ class GroupedMLP(nn.Module):
             return weight[:, group], bias[group * out : (group + 1) * out]
         return weight[group], bias[group, 0]
 
+    def group_sq_norms(self, tensors: Sequence[Tensor]) -> Tensor:
+        """``[G]`` squared norms of each group's slice of tensors shaped like the parameters
+        (weights of every layer, then biases: ``[*weights, *biases]``, or a prefix of the layers)."""
+        layers = len(tensors) // 2
+        total = tensors[0].new_zeros(self.num_groups)
+        for layer, (w, b) in enumerate(zip(tensors[:layers], tensors[layers:])):
+            if layer == 0 and self.shared_input:
+                w, b = w.transpose(0, 1), b.reshape(self.num_groups, -1)   # [G, in, out], [G, out]
+            total = total + (w * w).reshape(self.num_groups, -1).sum(1) + (b * b).reshape(self.num_groups, -1).sum(1)
+        return total
+
     def forward(self, x: Tensor, per_group: bool = False) -> Tensor:
         """``x``: ``[B, in]`` (shared input) or ``[G, B, in]``; returns ``[G, B, out]``. A
         shared-input MLP also takes ``[G, B, in]`` with ``per_group``: each group its own view of

@@ -45,6 +45,9 @@ class LossStage(nn.Module):
     name: ClassVar[str] = ""
     needs_task_grads: ClassVar[bool] = False
     profile: ClassVar["StageProfile | None"] = None  # what it supports and costs (support.py)
+    # Takes equality constraints h: ``backward(losses, ..., constraints=h)`` (bilevel mode passes the
+    # lower level's stationarity residuals there; seed 004).
+    accepts_constraints: ClassVar[bool] = False
 
     def __init__(self, tasks: Sequence[str]) -> None:
         super().__init__()
@@ -56,10 +59,11 @@ class LossStage(nn.Module):
         self.tasks: tuple[str, ...] = tasks
         self._diagnostics: dict[str, float] = {}
 
-    def unsupported_in_training(self) -> str | None:
-        """Why the training job cannot run this stage as configured (None: it can); the job
-        refuses it when the config is checked (``validate``), before any data is read."""
-        return None
+    @property
+    def needs_lower_level(self) -> bool:
+        """True when the trainer must run an inner loop on the lower level before each step and
+        hand its losses to the stage (LDC-MTL's double loop); see ``ldc_mtl``."""
+        return False
 
     # ----------------------------------------------------------------- helpers for subclasses
     @property

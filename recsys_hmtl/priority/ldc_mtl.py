@@ -18,8 +18,10 @@ initialised to zeros (σ starts uniform; A.1 for CelebA/QM9); ``mlp`` is a 3-lay
 batch. Give the representation as ``stage(losses, representation=rep)`` or
 ``stage.backward(losses, shared=rep)``; ``stage.needs_representation`` tells a trainer it must.
 
-Double loop (``loop="double"``, Algorithm 2). Per outer step the caller
-  1. copies the model to z (warm start z_0 = x^t) and runs N inner steps descending
+Double loop (``loop="double"``, Algorithm 2). Per outer step the caller (the training job does it
+for the dense parameters, never the fused-optimizer embedding rows; ``stage.inner_steps`` = N,
+``stage.inner_lr`` = β)
+  1. copies the model to z (warm start z_0 = x^t) and runs N inner steps z ← z − β∇_z
      ``stage.lower_level_objective(losses_z)`` = λ·Σ σ_i(W^t) l̃_i(z), with σ detached (Eq. 4);
   2. calls ``stage.set_lower_level_losses(losses at z_N)``;
   3. calls ``stage.backward(losses at x^t)``, whose objective is f + λ g(W, x) − λ g(W, z_N) with
@@ -107,7 +109,8 @@ class LdcMtlStage(LossStage):
     """LDC-MTL (seed 003). Hyper-parameters: ``penalty`` (λ, 0.1), ``tau`` (sigma | one), ``router``
     (vector | mlp), ``normalize`` (none | rescale | log), ``smooth_abs`` (γ, 0 = plain |x|),
     ``loop`` (single | double), ``input_dim`` and ``router_hidden`` (64) for the MLP router,
-    ``reset_every_epoch`` (False: re-capture l_0 after each epoch)."""
+    ``reset_every_epoch`` (False: re-capture l_0 after each epoch); with ``loop: double``,
+    ``inner_steps`` (N, 1) and ``inner_lr`` (β, 0.01) of Eq. 4's plain gradient steps."""
     profile = StageProfile("learned", "O(K) (vector router); O(K·D) with the MLP router", "O(K)")
 
     def __init__(
@@ -122,6 +125,8 @@ class LdcMtlStage(LossStage):
         input_dim: int | None = None,
         router_hidden: int | None = None,
         reset_every_epoch: bool = False,
+        inner_steps: int | None = None,
+        inner_lr: float | None = None,
     ) -> None:
         super().__init__(tasks)
         self.penalty = positive(self.name, "penalty", penalty)
@@ -131,6 +136,14 @@ class LdcMtlStage(LossStage):
         self.smooth_abs = positive(self.name, "smooth_abs", smooth_abs, allow_zero=True)
         self.loop = choose(self.name, "loop", loop, LOOPS)
         self.reset_every_epoch = bool(reset_every_epoch)
+        if self.loop == "single":
+            unused(self.name, "inner_steps", inner_steps, "with loop='single'")
+            unused(self.name, "inner_lr", inner_lr, "with loop='single'")
+        steps = 1 if inner_steps is None else inner_steps
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+            raise ValueError(f"stage '{self.name}': inner_steps must be an integer >= 1, got {steps!r}")
+        self.inner_steps = steps
+        self.inner_lr = positive(self.name, "inner_lr", 0.01 if inner_lr is None else inner_lr)
         kind = choose(self.name, "router", router, ROUTERS)
         if kind == "vector":
             unused(self.name, "input_dim", input_dim, "with router='vector'")
@@ -151,11 +164,10 @@ class LdcMtlStage(LossStage):
         self.register_buffer("lower_losses", torch.zeros(self.num_tasks))
         self.register_buffer("has_lower", torch.zeros((), dtype=torch.bool))
 
-    def unsupported_in_training(self) -> str | None:
-        if self.loop == "double":
-            return ("loop 'double' (Algorithm 2) needs the lower-level losses after an inner loop, "
-                    "which the training job does not run yet; use loop: single")
-        return None
+    @property
+    def needs_lower_level(self) -> bool:
+        """True with ``loop='double'``: the trainer runs Eq. 4's inner loop before every step."""
+        return self.loop == "double"
 
     @property
     def needs_representation(self) -> bool:

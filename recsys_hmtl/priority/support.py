@@ -47,7 +47,7 @@ def support_rows() -> list[tuple[str, ...]]:
         profile: StageProfile | None = getattr(cls, "profile", None)
         if profile is None:
             raise TypeError(f"loss stage '{name}' ({cls.__name__}) declares no profile")
-        rep, params = ("training (task views)", "API only") if cls.needs_task_grads else ("—", "—")
+        rep, params = ("training (task views)", "training (`grad_mode: params`)") if cls.needs_task_grads else ("—", "—")
         extra = "joins unweighted" if "extra" in inspect.signature(cls.backward).parameters else "refused"
         rows.append((f"`{name}`", profile.weights, rep, params, RANKS[profile.weights], extra,
                      profile.time, profile.memory))

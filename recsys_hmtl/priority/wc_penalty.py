@@ -8,31 +8,40 @@ is the exact (sub-differentiable) max. h_j are equality constraints the model ma
 ``stage(losses, constraints=h)`` or ``stage.backward(losses, constraints=h)`` (a tensor of any shape,
 or a mapping name -> tensor); none by default. Sweeping p over the simplex explores the Pareto front.
 
+ρ grows with the constrained steps taken, ρ_t = ρ₀ √(1 + t) (``rho_schedule: sqrt``, the default,
+as seed 004's O(S T^-1/2) penalty analysis suggests; ``constant`` keeps ρ₀): t counts the calls that
+passed constraints (a buffer, so a resumed run continues the schedule). In the training job's
+bilevel mode h_i = ∇_{y_i} f_i(x, y_i), the stationarity of task i's head on training batches, and
+L_i = F_i, the task's loss on the held-out slice (our reading of seed 004's ECMO; README).
+
 Diagnostics: ``weight`` ∂objective/∂L_i = p_i·softmax_i(p(L − z)/μ), ``ideal`` z_i, ``gap`` L_i − z_i,
 ``penalty`` ρ Σ h².
 """
 
 from __future__ import annotations
 
+import math
 from typing import Mapping, Sequence
 
 import torch
 from torch import Tensor
 
-from ._hparams import per_task, positive
+from ._hparams import choose, per_task, positive
 from .base import LossStage, NonFiniteLossError, with_extra
 from .support import StageProfile
 from .registry import register_stage
 
 Constraints = Tensor | Mapping[str, Tensor] | None
+RHO_SCHEDULES = {"sqrt": lambda t: math.sqrt(1.0 + t), "constant": lambda t: 1.0}
 
 
 @register_stage("wc_penalty")
 class WcPenaltyStage(LossStage):
     """WC-penalty (seed 004). Hyper-parameters: ``preference`` (p on the simplex, list in priority
     order or ``{task: p}``; uniform), ``mu`` (smoothing μ, 0.01; 0 = exact max), ``rho`` (penalty
-    weight ρ on the equality constraints, 1.0)."""
+    weight ρ₀ on the equality constraints, 1.0), ``rho_schedule`` (sqrt | constant)."""
     profile = StageProfile("losses", "O(K)", "O(K)")
+    accepts_constraints = True
 
     def __init__(
         self,
@@ -40,6 +49,7 @@ class WcPenaltyStage(LossStage):
         preference: Sequence[float] | Mapping[str, float] | None = None,
         mu: float = 0.01,
         rho: float = 1.0,
+        rho_schedule: str = "sqrt",
     ) -> None:
         super().__init__(tasks)
         k = self.num_tasks
@@ -53,6 +63,9 @@ class WcPenaltyStage(LossStage):
         self.register_buffer("preference", p)
         self.mu = positive(self.name, "mu", mu, allow_zero=True)
         self.rho = positive(self.name, "rho", rho, allow_zero=True)
+        self._rho_growth = choose(self.name, "rho_schedule", rho_schedule, RHO_SCHEDULES)
+        self.rho_schedule = rho_schedule
+        self.register_buffer("constrained_steps", torch.zeros((), dtype=torch.long))
         self.register_buffer("ideal", torch.full((k,), float("inf")))
 
     def forward(self, losses: Mapping[str, Tensor], constraints: Constraints = None) -> Tensor:
@@ -81,7 +94,10 @@ class WcPenaltyStage(LossStage):
             chebyshev = scaled.max()
         penalty = losses.new_zeros(())
         if constraints is not None:
-            penalty = self.rho * (constraints.to(losses) ** 2).sum()        # ρ Σ_j h_j²
+            rho = self.current_rho()
+            penalty = rho * (constraints.to(losses) ** 2).sum()             # ρ_t Σ_j h_j²
+            self.constrained_steps += 1
+            self._diagnostics["rho"] = rho
         objective = chebyshev + penalty
         if self.mu > 0:
             mix = torch.softmax(scaled.detach() / self.mu, dim=0)
@@ -92,6 +108,10 @@ class WcPenaltyStage(LossStage):
         self.record("gap", gap)
         self._diagnostics["penalty"] = float(penalty.detach())
         return objective
+
+    def current_rho(self) -> float:
+        """ρ_t of the next constrained step: ρ₀ √(1 + t) (sqrt) or ρ₀ (constant)."""
+        return self.rho * self._rho_growth(int(self.constrained_steps))
 
     def _constraints(self, constraints: Constraints) -> Tensor | None:
         if constraints is None:
@@ -116,5 +136,5 @@ class WcPenaltyStage(LossStage):
     def extra_repr(self) -> str:
         return (
             f"tasks={list(self.tasks)}, preference={self.preference.tolist()}, "
-            f"mu={self.mu}, rho={self.rho}"
+            f"mu={self.mu}, rho={self.rho}, rho_schedule={self.rho_schedule!r}"
         )

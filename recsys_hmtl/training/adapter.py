@@ -36,7 +36,7 @@ from torch import nn
 
 from ..errors import InputError, did_you_mean
 from ..registry import Registry
-from .outputs import TaskOutputs
+from .outputs import TaskHeads, TaskOutputs
 
 if TYPE_CHECKING:
     from ..config import RunConfig
@@ -110,6 +110,20 @@ class Trainable(ABC):
         """Extra facts for ``run_summary.json`` (e.g. the sharding plan)."""
         return {}
 
+    def dense_parameters(self) -> list[torch.Tensor]:
+        """The parameters of :meth:`parameter_groups` (what an inner loop may step; never rows a
+        fused optimizer owns)."""
+        return [p for g in self.parameter_groups(1.0) for p in g["params"]]
+
+    def shared_parameters(self) -> list[torch.Tensor] | None:
+        """The dense parameters every task depends on (``stage.grad_mode: params`` combines the
+        tasks' gradients there); None: the model does not name them."""
+        return None
+
+    def task_heads(self) -> TaskHeads | None:
+        """The independent linear task heads (bilevel mode's lower level); None: the model has none."""
+        return None
+
 
 class TaskAdapter(ABC):
     """One domain. Subclasses set the class attributes and implement the abstract methods."""
@@ -119,6 +133,7 @@ class TaskAdapter(ABC):
     task_config: ClassVar[type | None] = None
     primary_metric: ClassVar[str]
     max_world_size: ClassVar[int | None] = None  # None: any number of processes
+    supports_bilevel: ClassVar[bool] = False    # seed 004's bilevel mode (holdout_streams, task_heads)
 
     @abstractmethod
     def resolve(self, cfg: "RunConfig") -> AdapterPlan:
@@ -153,6 +168,20 @@ class TaskAdapter(ABC):
     def train_stream(self, plan: AdapterPlan, prepared: Any, batch_size: int, *, seed: int, rank: int,
                      world_size: int) -> BatchStream:
         """This rank's training batches (shuffled per epoch from ``seed``)."""
+
+    def holdout_streams(self, plan: AdapterPlan, prepared: Any, batch_size: int, *, fraction: float, seed: int,
+                        rank: int, world_size: int) -> tuple[BatchStream, BatchStream]:
+        """Bilevel mode: (the training split less a held-out slice of ``fraction`` of its rows, the
+        slice), both shuffled per epoch from ``seed``; the slice is the same for every seed."""
+        raise InputError(f"the {self.name} adapter has no bilevel mode", key="bilevel")
+
+    def reference_front(self, plan: AdapterPlan) -> list[tuple[float, ...]] | None:
+        """A dense reference Pareto front in the tasks' metric space (a toy problem's, computed
+        numerically), for ``pareto``; None when unknown (real data)."""
+        return None
+
+    def check_bilevel(self, plan: AdapterPlan) -> None:
+        """Bilevel mode's demands on the model (InputError naming the key); called when it is on."""
 
     @abstractmethod
     def evaluate(self, plan: AdapterPlan, prepared: Any, state: dict[str, torch.Tensor], split: str,

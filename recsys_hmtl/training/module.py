@@ -32,6 +32,7 @@ from .adapter import Trainable
 from .checkpoint import plain_state, restore_into
 from .csv_log import STEP_COLUMN
 from .position import DataPosition
+from .steps import PlainStep
 from .step_values import detached_values, first_nonfinite
 
 
@@ -78,12 +79,13 @@ class MultiTaskTraining(pl.LightningModule):
 
     def __init__(self, trainable: Trainable, stage: LossStage, dense_optimizer: torch.optim.Optimizer,
                  *, epoch_length: int, max_nonfinite: int, log_every: int, world_size: int = 1,
-                 acting_window: int = DEFAULT_WINDOW) -> None:
+                 acting_window: int = DEFAULT_WINDOW, rule: PlainStep | None = None) -> None:
         super().__init__()
         self.automatic_optimization = False
         self.trainable, self.stage = trainable, stage
         self.model: nn.Module = trainable.module
         self.dense_optimizer = dense_optimizer
+        self.rule = rule or PlainStep(trainable, stage)  # what the step computes (steps.py)
         self.tasks = list(stage.tasks)
         self.epoch_length, self.max_nonfinite, self.log_every = epoch_length, max_nonfinite, log_every
         self.world_size = world_size
@@ -105,7 +107,7 @@ class MultiTaskTraining(pl.LightningModule):
 
     def training_step(self, batch: Any, batch_idx: int) -> None:
         started = time.perf_counter()
-        out = self.trainable.forward(batch)
+        out = self.rule.forward(batch)
         losses, extra = self._global_losses(out.losses), out.extra
         values, extra_value = detached_values(losses, extra)
         bad, self.stop_agreed = self._agree(first_nonfinite(values, extra_value), self.stop_requested)
@@ -113,7 +115,7 @@ class MultiTaskTraining(pl.LightningModule):
         if bad is None:
             optimizer.zero_grad(set_to_none=True)
             try:
-                self.stage.backward(losses, shared=out.shared, extra=extra)
+                self.rule.backward(out, losses, extra, step=self.counters.steps + 1)
             except (NonFiniteLossError, FloatingPointError) as exc:  # non-finite task gradients
                 bad = getattr(exc, "task", None) or "gradient"
             else:
@@ -163,7 +165,7 @@ class MultiTaskTraining(pl.LightningModule):
     def _account(self, batch_size: int, values: dict[str, float], bad: str | None, seconds: float) -> None:
         c = self.counters
         self.last = StepRecord(seconds, batch_size, values,
-                               self.stage.diagnostics(), bad)
+                               {**self.stage.diagnostics(), **self.rule.diagnostics()}, bad)
         c.step_seconds += seconds
         if bad is not None:
             c.skipped += 1

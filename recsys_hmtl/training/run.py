@@ -36,10 +36,12 @@ from .csv_log import ResumableCSVLogger
 from .distributed import ensure_process_group, rank_and_world
 from .evaluate import evaluate_checkpoint
 from .files import exclusive_run_folder, write_json, write_run_config
+from .bilevel import BilevelStream, bilevel_on
 from .module import MultiTaskTraining, TrainingInterrupted
 from .position import RemainingBatches
 from .run_plan import RunPlan, resolve_run
 from .setup import build_loss_stage, check_inputs_unchanged, dense_optimizer_for, run_labels
+from .steps import step_rule_for
 
 log = logging.getLogger(__name__)
 # Keys that may change between a run and its resumption (schedule and monitoring only).
@@ -169,6 +171,7 @@ def _train(plan: RunPlan, run_dir: Path, resume: bool, rank: int, world: int) ->
             f"val_{primary}": report[primary],
             "stage_diagnostics": module.stage.diagnostics(),
             "stage_acting": module.acting.summary(),
+            **module.rule.summary(),
             "checkpoint": str(store.latest()["path"]),
             **module.trainable.summary(),
             "data": plan.adapter.data_summary(prepared),
@@ -186,13 +189,21 @@ def _build_module(plan: RunPlan, prepared, rank: int, world: int, group):
     trainable = plan.adapter.build(plan.resolved, prepared, per_rank_batch=per_rank, device=device,
                                    process_group=group, cfg=cfg)
     stage = build_loss_stage(cfg, list(plan.task_names))
-    stream = plan.adapter.train_stream(plan.resolved, prepared, per_rank, seed=cfg.seed, rank=rank, world_size=world)
+    if bilevel_on(cfg):
+        stream = BilevelStream(*plan.adapter.holdout_streams(
+            plan.resolved, prepared, per_rank, fraction=cfg.bilevel.holdout, seed=cfg.seed, rank=rank,
+            world_size=world))
+    else:
+        stream = plan.adapter.train_stream(plan.resolved, prepared, per_rank, seed=cfg.seed, rank=rank,
+                                           world_size=world)
     if len(stream) == 0:
         raise InputError("the training split has fewer rows than processes", key="data.split")
     module = MultiTaskTraining(trainable, stage, dense_optimizer_for(trainable, stage, cfg.trainer.lr),
                                epoch_length=len(stream), max_nonfinite=cfg.trainer.max_nonfinite,
                                log_every=cfg.trainer.log_every, world_size=world,
-                               acting_window=cfg.trainer.acting_window)
+                               acting_window=cfg.trainer.acting_window,
+                               rule=step_rule_for(trainable, stage, cfg.bilevel, cfg.trainer.log_every,
+                                                  cfg.stage.grad_mode))
     return module, stream
 
 

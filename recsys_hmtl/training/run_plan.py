@@ -22,7 +22,9 @@ from urllib.parse import urlsplit
 from ..config import RunConfig
 from ..errors import InputError
 from .adapter import AdapterPlan, TaskAdapter, get_adapter
+from .bilevel import bilevel_on, check_bilevel
 from .setup import build_loss_stage
+from .steps import check_grad_mode
 
 DEVICES = ("cpu", "cuda")
 
@@ -53,6 +55,9 @@ class RunPlan:
         if limit is not None and world > limit:
             raise InputError(f"the {self.adapter.name} adapter trains in at most {limit} process(es), "
                              f"not {world}", key="--nproc")
+        if world > 1 and (bilevel_on(self.config) or build_loss_stage(self.config, list(self.task_names)).needs_lower_level):
+            raise InputError("bilevel mode and LDC-MTL's double loop train in one process (their inner "
+                             f"gradients are outside DDP's reducer), not {world}", key="--nproc")
         if self.config.trainer.batch_size % world:
             raise InputError(f"must be divisible by the number of processes ({world})", key="trainer.batch_size")
 
@@ -63,7 +68,9 @@ def resolve_run(cfg: RunConfig) -> RunPlan:
     _check_metrics(cfg)
     adapter = get_adapter(cfg.adapter)
     resolved = adapter.resolve(cfg)
-    build_loss_stage(cfg, list(resolved.tasks))  # stage.name and the stage's own checks
+    stage = build_loss_stage(cfg, list(resolved.tasks))  # stage.name and the stage's own checks
+    check_bilevel(cfg, adapter, resolved, stage)
+    check_grad_mode(cfg.stage.grad_mode, stage)
     return RunPlan(config=cfg, adapter=adapter, resolved=resolved,
                    stage_hparams=MappingProxyType(dict(cfg.stage.hparams)))
 

@@ -22,9 +22,6 @@ def build_loss_stage(cfg: RunConfig, tasks: list[str]) -> LossStage:
         stage = build_stage(cfg.stage.name, tasks=tasks, **cfg.stage.hparams)
     except (TypeError, ValueError) as exc:
         raise InputError(str(exc), key=f"stage ({cfg.stage.name})") from None
-    reason = stage.unsupported_in_training()
-    if reason:
-        raise InputError(f"stage '{cfg.stage.name}': {reason}", key=f"stage ({cfg.stage.name})")
     return stage
 
 

@@ -37,11 +37,3 @@ def test_profiles_are_checked():
     with pytest.raises(ValueError, match="weights must be one of"):
         StageProfile("vibes", "O(K)", "O(K)")
     assert set(RANKS) == {"fixed", "random", "learned", "losses", "gradients"}
-
-
-def test_unsupported_training_settings_say_why():
-    assert build_stage("ldc_mtl", ["a", "b"]).unsupported_in_training() is None
-    reason = build_stage("ldc_mtl", ["a", "b"], loop="double").unsupported_in_training()
-    assert reason and "loop 'double'" in reason
-    assert all(build_stage(n, ["a", "b"]).unsupported_in_training() is None
-               for n in available_stages() if n not in ("weighted",))

@@ -43,14 +43,14 @@ def test_bad_configuration_fails_validate_and_train_before_any_work(demo_root, t
     assert not run.exists()  # nothing written: the run folder was never created
 
 
-def test_a_stage_setting_the_job_cannot_run_fails_validate_and_train(demo_root, tmp_path, capsys):
-    """LDC-MTL's double loop (Algorithm 2) is not wired into training: refused up front, not at the
-    first training step."""
-    double = ("stage.name=ldc_mtl", "stage.loop=double")
-    assert run_cli("validate", "--config", CONFIG, *settings(demo_root, *double)) == 2
+def test_a_stage_setting_that_would_do_nothing_fails_validate_and_train(demo_root, tmp_path, capsys):
+    """Inner-loop settings of LDC-MTL with its single loop would be silently ignored: refused up
+    front, not at the first training step."""
+    single = ("stage.name=ldc_mtl", "stage.inner_steps=5")
+    assert run_cli("validate", "--config", CONFIG, *settings(demo_root, *single)) == 2
     err = capsys.readouterr().err
-    assert "key 'stage (ldc_mtl)'" in err and "loop 'double'" in err
-    assert run_cli(*train_args(demo_root, tmp_path / "run", *double)) == 2
+    assert "key 'stage (ldc_mtl)'" in err and "inner_steps=5 has no effect with loop='single'" in err
+    assert run_cli(*train_args(demo_root, tmp_path / "run", *single)) == 2
     assert not (tmp_path / "run").exists()
 
 

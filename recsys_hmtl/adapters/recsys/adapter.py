@@ -12,6 +12,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+import numpy as np
+
 from ...data.config import DataConfig, TaskConfig
 from ...data.pipeline import PreparedData, prepare_resolved
 from ...data.presets import resolve
@@ -25,6 +27,7 @@ from .scoring import score_split
 from .sharding import ShardingConfig, shard_model
 from .trainable import ShardedTower
 
+HOLDOUT_SEED = 4004  # bilevel mode's held-out slice of the training split: one fixed draw
 
 def model_hparams(model_name: str, hparams: dict) -> dict:
     """The hyper-parameters of backbone ``model_name``: its own section
@@ -45,6 +48,8 @@ class RecsysAdapter(TaskAdapter):
     data_config = DataConfig
     task_config = TaskConfig
     primary_metric = "avg_auc"
+    supports_bilevel = True
+    CHAINED_HEADS = ("esmm", "aitm")  # task k's head reads task k-1's: not independent lower levels
 
     def resolve(self, cfg) -> AdapterPlan:
         data, tasks = resolve(cfg.data, cfg.tasks)
@@ -75,7 +80,8 @@ class RecsysAdapter(TaskAdapter):
         """The tower on the meta device, sharded by DMP with the fused sparse optimizer; with task
         views where the loss stage differentiates per task and the tower can give them."""
         model = self._model(plan, prepared, embedding_device="meta")
-        model.task_views = model.supports_task_views and STAGES.get(cfg.stage.name).needs_task_grads
+        model.task_views = (model.supports_task_views and STAGES.get(cfg.stage.name).needs_task_grads
+                            and cfg.stage.grad_mode != "params")
         sharding = ShardingConfig(optimizer=cfg.trainer.sparse_optimizer, lr=cfg.trainer.sparse_lr,
                                   plan=dict(cfg.trainer.plan), planner_batch_size=per_rank_batch)
         dmp = shard_model(model, config=sharding, device=device, process_group=process_group)
@@ -83,6 +89,29 @@ class RecsysAdapter(TaskAdapter):
 
     def train_stream(self, plan, prepared, batch_size, *, seed, rank, world_size):
         return prepared.stream("train", batch_size, shuffle=True, seed=seed, rank=rank, world_size=world_size)
+
+    def holdout_streams(self, plan, prepared, batch_size, *, fraction, seed, rank, world_size):
+        """The training split less a held-out slice of ``fraction`` of its rows (drawn once from a
+        fixed seed: the same slice for every run seed) and the slice."""
+        rows = len(prepared.splits["train"])
+        held = max(1, int(round(fraction * rows)))
+        order = np.random.default_rng(HOLDOUT_SEED).permutation(rows)
+        streams = [prepared.stream("train", batch_size, shuffle=True, seed=seed + offset, rank=rank,
+                                   world_size=world_size, rows=np.sort(part))
+                   for offset, part in ((0, order[held:]), (1, order[:held]))]
+        return streams[0], streams[1]
+
+    def check_bilevel(self, plan) -> None:
+        """Independent linear heads: ``tower_dims: []`` on a backbone whose heads are not chained."""
+        if plan.model_name in self.CHAINED_HEADS:
+            raise InputError(f"bilevel mode needs independent task heads; {plan.model_name} chains them "
+                             "(task k's head reads task k-1's)", key="model.name",
+                             hint="use shared_bottom, omoe, mmoe, ple or stem")
+        towers = plan.model_hparams.get("tower_dims")
+        if towers != []:
+            raise InputError(f"bilevel mode needs linear task heads (the lower level is convex in a linear "
+                             f"head), got tower_dims {towers if towers is not None else 'unset (the default)'}",
+                             key="model.tower_dims", hint="--set model.tower_dims=[]")
 
     def evaluate(self, plan, prepared, state, split, batch_size) -> dict:
         """Exact per-task AUC / GAUC of every row of ``split`` (SPEC §7)."""

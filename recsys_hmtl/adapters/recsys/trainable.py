@@ -8,7 +8,7 @@ from torchrec.optim.optimizers import in_backward_optimizer_filter
 
 from ...priority import ExpandedView, MixtureView, TaskViews
 from ...training.checkpoint import restore_into
-from ...training.outputs import TaskOutputs
+from ...training.outputs import TaskHeads, TaskOutputs
 from ...training.adapter import Trainable
 from .losses import auxiliary_total, task_losses
 from .plan import plan_summary
@@ -50,6 +50,17 @@ class ShardedTower(Trainable):
 
     def load_optimizer_state(self, state: dict) -> None:
         restore_into(self.module.fused_optimizer.state_dict()["state"], state, "fused_optimizer")
+
+    def shared_parameters(self) -> list[nn.Parameter]:
+        """The tower's shared dense modules' parameters (``shared_modules``: the bottom, the experts)."""
+        return self._model.shared_parameters()
+
+    def task_heads(self) -> TaskHeads | None:
+        """The towers when they are linear (one layer): bilevel mode's lower-level variables."""
+        towers = getattr(self._model, "towers", None)
+        if towers is None or len(towers.weights) != 1:
+            return None
+        return TaskHeads([towers.weights[0], towers.biases[0]], towers.group_sq_norms)
 
     def summary(self) -> dict:
         return {"sharding": {table: {"type": t["sharding_type"], "ranks": t["ranks"]}
