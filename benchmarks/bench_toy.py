@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.toy_problem import (
+from recsys_hmtl.adapters.toy.problem import (
     FRONT_X2,
     PUBLISHED_STARTS,
     SEED_STARTS,

@@ -65,11 +65,14 @@ class BilevelConfig:
     """Seed 004's multi-task bilevel mode (``bilevel:`` in a config; absent = off). The upper level
     reads a held-out slice of the training split (``holdout``, never the validation split), the
     lower level (each task's linear head) the rest; ``kkt_every`` (steps, 0 = ``trainer.log_every``)
-    is how often the Pareto-stationarity measure is computed (K + 1 extra gradients)."""
+    is how often the Pareto-stationarity measure is computed (K + 1 extra gradients);
+    ``penalty_grad``: ``full`` (the penalty ρΣ‖h_i‖² moves the trunk x and the heads y) or ``heads``
+    (it moves the heads only: the trunk learns from the upper level alone)."""
 
     enabled: bool = True
     holdout: float = 0.1
     kkt_every: int = 0
+    penalty_grad: str = "full"
 
 
 @dataclass

@@ -10,7 +10,8 @@ Results may be strided views (a transposed ``[B, G, out]``): every consumer here
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from contextlib import contextmanager
+from typing import Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -89,6 +90,16 @@ class GroupedMLP(nn.Module):
                 w, b = w.transpose(0, 1), b.reshape(self.num_groups, -1)   # [G, in, out], [G, out]
             total = total + (w * w).reshape(self.num_groups, -1).sum(1) + (b * b).reshape(self.num_groups, -1).sum(1)
         return total
+
+    @contextmanager
+    def inputs_detached(self) -> Iterator[None]:
+        """While open, the groups read their input detached (no gradient flows below them)."""
+        handle = self.register_forward_pre_hook(
+            lambda _, args: tuple(a.detach() if torch.is_tensor(a) else a for a in args))
+        try:
+            yield
+        finally:
+            handle.remove()
 
     def forward(self, x: Tensor, per_group: bool = False) -> Tensor:
         """``x``: ``[B, in]`` (shared input) or ``[G, B, in]``; returns ``[G, B, out]``. A

@@ -4,7 +4,7 @@ representation. Every adapter's model returns this; the core never looks inside 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Mapping, Sequence
+from typing import Callable, ContextManager, Mapping, Sequence
 
 from torch import Tensor
 
@@ -31,7 +31,9 @@ class TaskHeads:
     """The task heads y_i of a model whose heads are independent and linear (bilevel mode, seed 004):
     ``parameters`` hold every task's head (stacked over tasks is fine); ``per_task_sq_norms(grads)``
     gives ``[T]`` = ‖slice of task i‖² of tensors shaped like ``parameters`` (e.g. ∇_y Σ_i f_i, whose
-    slice i is h_i = ∇_{y_i} f_i, since f_i reads only its own head)."""
+    slice i is h_i = ∇_{y_i} f_i, since f_i reads only its own head); ``detached_inputs()``: a context
+    in which the heads read their inputs detached (f_i then depends on y_i only)."""
 
     parameters: Sequence[Tensor]
     per_task_sq_norms: Callable[[Sequence[Tensor]], Tensor]
+    detached_inputs: Callable[[], ContextManager]

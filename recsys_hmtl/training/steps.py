@@ -76,7 +76,8 @@ def step_rule_for(trainable: Trainable, stage: LossStage, bilevel: Any = None, l
     if bilevel is not None and bilevel.enabled:
         from .bilevel import BilevelStep
 
-        return BilevelStep(trainable, stage, kkt_every=bilevel.kkt_every or log_every)
+        return BilevelStep(trainable, stage, kkt_every=bilevel.kkt_every or log_every,
+                           penalty_grad=bilevel.penalty_grad)
     if stage.needs_lower_level:
         from .inner_loop import DoubleLoopStep
 

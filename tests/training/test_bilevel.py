@@ -6,6 +6,7 @@ only the dense parameters and puts them back."""
 from __future__ import annotations
 
 import csv
+from dataclasses import dataclass
 
 import pytest
 import torch
@@ -13,9 +14,11 @@ from torch import nn
 
 from mainjob import read_json, run_cli, train_args
 from recsys_hmtl.priority import build_stage
-from recsys_hmtl.training.inner_loop import DoubleLoopStep
+from recsys_hmtl.models.layers import GroupedMLP
 from recsys_hmtl.training.adapter import Trainable
-from recsys_hmtl.training.outputs import TaskOutputs
+from recsys_hmtl.training.bilevel import BilevelStep, PairedBatch
+from recsys_hmtl.training.inner_loop import DoubleLoopStep
+from recsys_hmtl.training.outputs import TaskHeads, TaskOutputs
 
 BILEVEL = ["stage.name=wc_penalty", "bilevel.holdout=0.2", "model.tower_dims=[]", "trainer.max_epochs=10",
            "trainer.log_every=2"]
@@ -113,3 +116,54 @@ def test_the_inner_loop_steps_only_the_dense_parameters_and_puts_them_back():
     assert d["inner/lower_level_end"] < d["inner/lower_level_start"]
     rule.backward(out, out.losses, None)
     assert trainable.row_backward_calls == 1 and stage.router.logits.grad is not None
+
+
+@dataclass
+class _Rows:
+    x: torch.Tensor
+    labels: torch.Tensor
+
+    @property
+    def batch_size(self) -> int:
+        return len(self.x)
+
+
+class _Tower(Trainable):
+    """A trunk and two linear heads (a GroupedMLP, as the towers have them) on plain tensors."""
+
+    def __init__(self) -> None:
+        torch.manual_seed(0)
+        module = nn.ModuleDict({"trunk": nn.Linear(3, 4), "towers": GroupedMLP(2, 4, [1], shared_input=True)})
+        super().__init__(module)
+
+    def forward(self, batch) -> TaskOutputs:
+        x, labels = batch.x, batch.labels
+        logits = self.module["towers"](torch.tanh(self.module["trunk"](x))).squeeze(-1)  # [T, B]
+        losses = {t: nn.functional.binary_cross_entropy_with_logits(logits[i], labels[:, i])
+                  for i, t in enumerate(("a", "b"))}
+        return TaskOutputs(losses, None, None, len(x))
+
+    def task_heads(self) -> TaskHeads:
+        towers = self.module["towers"]
+        return TaskHeads([towers.weights[0], towers.biases[0]], towers.group_sq_norms, towers.inputs_detached)
+
+
+def _bilevel_grads(penalty_grad: str, rho: float) -> dict[str, torch.Tensor]:
+    trainable = _Tower()
+    stage = build_stage("wc_penalty", ["a", "b"], rho=rho)
+    rule = BilevelStep(trainable, stage, kkt_every=1, penalty_grad=penalty_grad)
+    g = torch.Generator().manual_seed(1)
+    batch = PairedBatch(*[_Rows(torch.randn(16, 3, generator=g), torch.randint(0, 2, (16, 2), generator=g).float())
+                          for _ in range(2)])
+    out = rule.forward(batch)
+    rule.backward(out, out.losses, None, step=1)
+    assert rule.diagnostics()["bilevel/kkt"] >= rule.diagnostics()["bilevel/residual"] > 0
+    return {n: p.grad.clone() for n, p in trainable.module.named_parameters()}
+
+
+def test_the_penalty_moves_the_trunk_in_full_mode_and_only_the_heads_in_heads_mode():
+    for mode in ("full", "heads"):
+        none, strong = _bilevel_grads(mode, 0.0), _bilevel_grads(mode, 5.0)
+        assert not torch.allclose(strong["towers.weights.0"], none["towers.weights.0"])
+        trunk_same = torch.equal(strong["trunk.weight"], none["trunk.weight"])
+        assert trunk_same == (mode == "heads"), mode

@@ -9,7 +9,7 @@ import json
 import pytest
 from torch import nn
 
-from mainjob import CONFIG, read_json, run_cli, settings, train_args
+from mainjob import CONFIG, ROOT, read_json, run_cli, settings, train_args
 from recsys_hmtl.errors import InputError
 from recsys_hmtl.priority import build_stage
 from recsys_hmtl.training.adapter import Trainable
@@ -74,3 +74,23 @@ def test_gradient_stages_combine_at_the_shared_parameters_with_grad_mode_params(
     with pytest.raises(InputError, match="no shared dense parameters") as err:  # a model that names none
         step_rule_for(Trainable(nn.Linear(2, 2)), build_stage("mgda", ["a", "b"]), grad_mode="params")
     assert err.value.key == "stage.grad_mode"
+
+
+def test_pareto_on_the_toy_measures_every_point_against_its_numerical_front(tmp_path, capsys):
+    out = tmp_path / "toy"
+    args = ["pareto", "--config", ROOT / "configs" / "toy_seed003.yaml", "--stage", "wc_penalty", "--points", "2",
+            "--out", out, "--set", "trainer.max_steps=150", "--set", "trainer.lr=0.05"]
+    assert run_cli(*args) == 0
+    assert "on the front" in capsys.readouterr().out
+    front = json.loads((out / "front.json").read_text())
+    assert front["directions"] == ["min", "min"]  # the toy reports losses: lower is better
+    with open(out / "front.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert {"f1 (min)", "f2 (min)"} <= set(rows[0])
+    for method, entry in front["methods"].items():
+        own = [r for r in rows if r["method"] == method]
+        assert len(entry["front_distance"]) == len(own) == 2
+        for row, distance in zip(own, entry["front_distance"]):  # pareto's distance = the adapter's own
+            report = read_json(row["run_dir"] + "/eval_report.json")
+            assert distance == pytest.approx(report["front_distance"], abs=2e-3)
+        assert entry["on_front"] == sum(d <= 1e-2 for d in entry["front_distance"])

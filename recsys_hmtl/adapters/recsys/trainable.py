@@ -60,7 +60,7 @@ class ShardedTower(Trainable):
         towers = getattr(self._model, "towers", None)
         if towers is None or len(towers.weights) != 1:
             return None
-        return TaskHeads([towers.weights[0], towers.biases[0]], towers.group_sq_norms)
+        return TaskHeads([towers.weights[0], towers.biases[0]], towers.group_sq_norms, towers.inputs_detached)
 
     def summary(self) -> dict:
         return {"sharding": {table: {"type": t["sharding_type"], "ranks": t["ranks"]}
