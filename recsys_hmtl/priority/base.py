@@ -48,6 +48,9 @@ class LossStage(nn.Module):
     # Takes equality constraints h: ``backward(losses, ..., constraints=h)`` (bilevel mode passes the
     # lower level's stationarity residuals there; seed 004).
     accepts_constraints: ClassVar[bool] = False
+    # Gradient stages: where the training job may take the per-task gradients (``stage.grad_mode``):
+    # at the shared representation (``rep``, the default) and/or at the shared dense parameters.
+    grad_modes: ClassVar[tuple[str, ...]] = ("rep", "params")
 
     def __init__(self, tasks: Sequence[str]) -> None:
         super().__init__()

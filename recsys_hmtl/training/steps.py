@@ -59,13 +59,19 @@ class PlainStep:
 
 
 def check_grad_mode(mode: str | None, stage: LossStage) -> None:
-    """``stage.grad_mode`` names a mode and the stage combines gradients (InputError otherwise)."""
+    """``stage.grad_mode`` names a mode the stage supports (InputError otherwise; None = rep)."""
     if mode is None:
+        if stage.needs_task_grads and "rep" not in stage.grad_modes:
+            raise InputError(f"stage '{stage.name}' combines gradients of the shared parameters only",
+                             key="stage.grad_mode", hint="set stage.grad_mode=params")
         return
     if mode not in GRAD_MODES:
         raise InputError(f"unknown gradient mode '{mode}'", key="stage.grad_mode", hint="rep or params")
     if not stage.needs_task_grads:
         raise InputError(f"stage '{stage.name}' weighs the losses, not their gradients: grad_mode has no effect",
+                         key="stage.grad_mode")
+    if mode not in stage.grad_modes:
+        raise InputError(f"stage '{stage.name}' supports grad_mode {' or '.join(stage.grad_modes)}, not {mode}",
                          key="stage.grad_mode")
 
 
