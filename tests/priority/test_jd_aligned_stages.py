@@ -29,11 +29,11 @@ import math
 
 import pytest
 import torch
-from torch import nn
 
 from recsys_hmtl.priority import NonFiniteLossError, build_stage
 from recsys_hmtl.priority.aligned_mtl import balance_transformation
 from recsys_hmtl.priority.upgrad import dual_cone_weights, nonnegative_qp, regularized_gram
+from stage_fixtures import TinyMultiTask
 
 F64 = torch.float64
 STAGES = ["upgrad", "dualproj", "aligned_mtl"]
@@ -316,23 +316,6 @@ def test_regularized_gram_follows_torchjds_projector():
 
 
 # ------------------------------------------------------------------------- rep-grad, contract
-class TinyMultiTask(nn.Module):
-    """rep = rows Wᵀ with orthonormal rows, so the parameter-mode Gram of W equals the rep-grad one
-    (as tests/priority/test_gradient_stages.py's model)."""
-
-    def __init__(self, seed: int = 0, num_tasks: int = 3, batch: int = 4, dim: int = 6) -> None:
-        super().__init__()
-        gen = torch.Generator().manual_seed(seed)
-        q, _ = torch.linalg.qr(torch.randn(dim, batch, generator=gen, dtype=F64))
-        self.rows = q.T.contiguous()
-        self.shared = nn.Parameter(torch.randn(5, dim, generator=gen, dtype=F64))
-        self.heads = nn.Parameter(torch.randn(num_tasks, 5, generator=gen, dtype=F64))
-        self.targets = torch.randn(num_tasks, batch, generator=gen, dtype=F64)
-
-    def forward(self):
-        rep = self.rows @ self.shared.T
-        losses = ((torch.tanh(rep) @ self.heads.T - self.targets.T) ** 2).mean(0)
-        return rep, {f"t{i}": losses[i] for i in range(losses.numel())}
 
 
 @pytest.mark.parametrize("name", STAGES)
