@@ -48,6 +48,9 @@ class LossStage(nn.Module):
     # Takes equality constraints h: ``backward(losses, ..., constraints=h)`` (bilevel mode passes the
     # lower level's stationarity residuals there; seed 004).
     accepts_constraints: ClassVar[bool] = False
+    # Learns from a second (held-out) batch each step through a virtual step (Auto-Lambda): the
+    # training job runs its meta step in bilevel mode.
+    needs_meta_batch: ClassVar[bool] = False
     # Gradient stages: where the training job may take the per-task gradients (``stage.grad_mode``):
     # at the shared representation (``rep``, the default) and/or at the shared dense parameters.
     grad_modes: ClassVar[tuple[str, ...]] = ("rep", "params")

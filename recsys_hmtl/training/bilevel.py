@@ -54,6 +54,9 @@ def check_bilevel(cfg, adapter, resolved, stage) -> None:
     """Bilevel mode's configuration checks (InputError naming the key); nothing when it is off."""
     b = cfg.bilevel
     if not bilevel_on(cfg):
+        if stage.needs_meta_batch:
+            raise InputError(f"stage '{stage.name}' learns from a held-out batch each step: it trains in "
+                             "bilevel mode", key="bilevel", hint="--set bilevel.holdout=0.1")
         return
     if not adapter.supports_bilevel:
         raise InputError(f"the {adapter.name} adapter has no bilevel mode (the recommendation adapter has)",
@@ -67,10 +70,13 @@ def check_bilevel(cfg, adapter, resolved, stage) -> None:
     if b.kkt_every < 0:
         raise InputError(f"must be at least 0 (0: every trainer.log_every steps), got {b.kkt_every}",
                          key="bilevel.kkt_every")
+    if stage.needs_meta_batch:
+        return  # the meta step needs held-out batches only, no particular heads
     if not stage.accepts_constraints:
         raise InputError(f"stage '{stage.name}' takes no equality constraints; bilevel mode passes the "
                          "heads' stationarity residuals to the stage", key="stage.name",
-                         hint="use stage.name=wc_penalty (seed 004's weighted-Chebyshev penalty)")
+                         hint="use stage.name=wc_penalty (seed 004's weighted-Chebyshev penalty) or "
+                              "auto_lambda (a meta-gradient on the held-out batches)")
     adapter.check_bilevel(resolved)
 
 

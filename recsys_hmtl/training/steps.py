@@ -8,6 +8,7 @@ weighs), ``backward(out, losses, extra)`` → gradients in ``.grad`` for the den
 * :class:`PlainStep`: one forward, the stage's backward (every stage, ordinary training).
 * :class:`~.inner_loop.DoubleLoopStep`: LDC-MTL's Algorithm 2 (the stage needs the lower level).
 * :class:`~.bilevel.BilevelStep`: seed 004's bilevel mode (``bilevel:`` in the config).
+* :class:`~.meta_step.MetaStep`: Auto-Lambda's meta-gradient (bilevel mode, ``needs_meta_batch``).
 """
 
 from __future__ import annotations
@@ -79,6 +80,10 @@ def step_rule_for(trainable: Trainable, stage: LossStage, bilevel: Any = None, l
                   grad_mode: str | None = None) -> PlainStep:
     """The rule a run needs: bilevel mode when ``bilevel`` (the config's section) is on, LDC-MTL's
     double loop when the stage needs the lower level, else the plain step."""
+    if bilevel is not None and bilevel.enabled and stage.needs_meta_batch:
+        from .meta_step import MetaStep
+
+        return MetaStep(trainable, stage)
     if bilevel is not None and bilevel.enabled:
         from .bilevel import BilevelStep
 
