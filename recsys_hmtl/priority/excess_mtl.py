@@ -102,7 +102,8 @@ class ExcessMTLStage(GradientStage):
         elif tuple(acc.shape) != tuple(v.shape):
             raise ValueError(
                 f"stage '{self.name}': the task gradients have {tuple(v.shape)} coordinates but the "
-                f"accumulated squares {tuple(acc.shape)}; the shared tensors changed size"
+                f"accumulated squares {tuple(acc.shape)}; the shared tensors changed size (a "
+                "representation whose length varies by batch, e.g. ERE's tokens: use stage.grad_mode=params)"
             )
         acc = acc.to(v.device) + v * v
         risk = ((v * v) / torch.sqrt(acc + self.eps)).sum(1).to("cpu", _F64)

@@ -47,7 +47,9 @@ def support_rows() -> list[tuple[str, ...]]:
         profile: StageProfile | None = getattr(cls, "profile", None)
         if profile is None:
             raise TypeError(f"loss stage '{name}' ({cls.__name__}) declares no profile")
-        rep, params = ("training (task views)", "training (`grad_mode: params`)") if cls.needs_task_grads else ("—", "—")
+        modes = cls.grad_modes if cls.needs_task_grads else ()  # where the job may take gradients
+        rep = "training (task views)" if "rep" in modes else "—"
+        params = "training (`grad_mode: params`)" if "params" in modes else "—"
         extra = "joins unweighted" if "extra" in inspect.signature(cls.backward).parameters else "refused"
         rows.append((f"`{name}`", profile.weights, rep, params, RANKS[profile.weights], extra,
                      profile.time, profile.memory))

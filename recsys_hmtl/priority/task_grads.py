@@ -32,6 +32,11 @@ tensors ``S_j`` at the point where the task paths separate, step 1 is ONE backwa
 that stops at the views and yields every ``∂L_i/∂S_j`` (the heads are back-propagated once, not K
 times through the trunk), and step 4 back-propagates ``d`` through the trunk once with the sources
 ``S_j`` as roots.
+
+**Full-matrix hook**: stages whose direction is no combination ``cᵀG`` of the current gradients
+(GradDrop, MoCo, DB-MTL) override ``backward``, take the K x D matrix themselves
+(:func:`parameter_gradient_matrix` for those that keep it across steps) and back-propagate their own
+direction in the same single pass with :func:`backward_direction`.
 """
 
 from __future__ import annotations
@@ -155,6 +160,69 @@ def backward_combination(
             t.grad = value.clone()
         else:
             t.grad.copy_(value)
+
+
+def backward_direction(
+    losses: Tensor,
+    tensors: Sequence[Tensor],
+    rep_mode: bool,
+    blocks: Sequence[MatrixBlock | MixtureBlock] | None,
+    directions: Sequence[Tensor],
+    head_weights: Tensor,
+    extra: Tensor | None = None,
+) -> None:
+    """Full-matrix hook: step 4 for a direction that is no combination ``cᵀG`` of the current task
+    gradients (GradDrop's masked coordinates, MoCo's and DB-MTL's running averages of past ones).
+
+    ``directions[j]`` (``tensors[j]``'s shape or flat) is what ``tensors[j]`` receives; the heads get
+    the gradient of ``Σ h_i L_i`` (``head_weights``) and ``extra``, all in ONE backward pass, as in
+    :func:`backward_combination`: in rep-grad mode the representation is a second root with gradient
+    ``d − hᵀG`` (``blocks`` give ``hᵀG``), in parameter mode ``.grad`` becomes (what it held) + d
+    (``blocks`` unused)."""
+    h = head_weights.to(losses)
+    surrogate = with_extra((h * losses).sum(), extra)
+    if rep_mode:
+        if blocks is None:
+            raise ValueError("rep-grad mode needs the gradient blocks of the representation")
+        hd = h.detach().to("cpu", torch.float64)
+        roots, grads = [surrogate], [torch.ones_like(surrogate)]
+        for t, block, d in zip(tensors, blocks, directions):
+            roots.append(t)
+            grads.append(d.reshape(t.shape).to(t.dtype) - block.combine(hd).reshape(t.shape).to(t.dtype))
+        torch.autograd.backward(roots, grads)
+        return
+    before = [None if t.grad is None else t.grad.detach().clone() for t in tensors]
+    surrogate.backward()
+    for t, prior, d in zip(tensors, before, directions):
+        d = d.detach().reshape(t.shape).to(t.dtype)
+        value = d if prior is None else prior + d
+        if t.grad is None:
+            t.grad = value.clone()
+        else:
+            t.grad.copy_(value)
+
+
+def parameter_gradient_matrix(
+    stage: LossStage, per_task: Sequence[Tensor], shared
+) -> tuple[list[Tensor], Tensor]:
+    """Full-matrix hook, parameter mode only (stages that keep task gradients across steps, MoCo
+    and DB-MTL: a representation's rows are the batch's samples and change every step): the shared
+    parameters and their K x D task gradient matrix (rank-averaged, steps 1-2), checked finite;
+    a representation or task views are refused before anything is computed."""
+    tensors, rep_mode = (None, True) if isinstance(shared, TaskViews) else shared_tensors(shared, stage.name)
+    if rep_mode:
+        raise ValueError(
+            f"stage '{stage.name}' keeps the task gradients across steps, which needs the shared "
+            "parameters (stage.grad_mode: params), not the shared representation: its rows are the "
+            "batch's samples and change every step"
+        )
+    stage._workspace = task_gradient_matrix(per_task, tensors, out=getattr(stage, "_workspace", None))
+    matrix = mean_over_ranks(stage._workspace)
+    finite = torch.isfinite(matrix).all(dim=1)
+    if not bool(finite.all()):
+        task = stage.tasks[int((~finite).nonzero()[0])]
+        raise FloatingPointError(f"stage '{stage.name}': non-finite gradient for task '{task}'")
+    return tensors, matrix
 
 
 class GradientStage(LossStage):

@@ -117,8 +117,10 @@ class Trainable(ABC):
 
     def shared_parameters(self) -> list[torch.Tensor] | None:
         """The dense parameters every task depends on (``stage.grad_mode: params`` combines the
-        tasks' gradients there); None: the model does not name them."""
-        return None
+        tasks' gradients there): the module's own ``shared_parameters()`` where it has one; None:
+        the model does not name them."""
+        named = getattr(self.module, "shared_parameters", None)
+        return [p for p in named() if p.requires_grad] if callable(named) else None
 
     def task_heads(self) -> TaskHeads | None:
         """The independent linear task heads (bilevel mode's lower level); None: the model has none."""

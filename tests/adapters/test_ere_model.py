@@ -20,6 +20,7 @@ from recsys_hmtl.adapters.ere.model import EreModel
 from recsys_hmtl.adapters.ere.tokenizers import WordTokenizer, tokenizer_from_dict
 from recsys_hmtl.errors import InputError
 from recsys_hmtl.priority import available_stages, build_stage
+from stage_modes import shared_for
 
 HAS_MINILM = importlib.util.find_spec("all_minilm_l6_v2") is not None
 
@@ -151,7 +152,7 @@ def test_every_loss_stage_trains_one_step(webnlg, name):
     for _ in range(2):
         optimizer.zero_grad()
         out = model(batch)
-        stage.backward(out.losses, shared=out.shared, extra=out.extra)
+        stage.backward(out.losses, shared=shared_for(name, out, model), extra=out.extra)
         optimizer.step()
         assert all(torch.isfinite(v) for v in out.losses.values())
     assert any(not torch.equal(a, p) for a, p in zip(before, model.parameters()))

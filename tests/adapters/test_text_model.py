@@ -13,6 +13,7 @@ from recsys_hmtl.adapters.text.data import Encoded, prepare
 from recsys_hmtl.adapters.text.model import SHARED, TextMTLModel
 from recsys_hmtl.adapters.text.sampler import PerTaskStream, collate, eval_batches
 from recsys_hmtl.priority import available_stages, build_stage
+from stage_modes import shared_for
 
 TASKS = ("books", "dvd", "music")
 AMAZON = Path(__file__).resolve().parents[3] / "shared" / "data" / "text" / "amazon_mtl"
@@ -142,7 +143,7 @@ def test_every_loss_stage_trains_one_step(data, name):
     for batch in list(PerTaskStream(TASKS, data.splits["train"], 4, seed=1).batches())[:2]:
         optimizer.zero_grad()
         out = model(batch)
-        stage.backward(out.losses, shared=out.shared, extra=out.extra)
+        stage.backward(out.losses, shared=shared_for(name, out, model), extra=out.extra)
         optimizer.step()
         assert all(torch.isfinite(v) for v in out.losses.values())
     assert not torch.equal(before, conv), "the shared filters moved"

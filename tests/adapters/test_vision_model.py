@@ -10,6 +10,7 @@ from recsys_hmtl.adapters.vision.celeba import ATTRIBUTES
 from recsys_hmtl.adapters.vision.data import ImageBatch
 from recsys_hmtl.adapters.vision.model import HPARAMS, build_model
 from recsys_hmtl.priority import available_stages, build_stage
+from stage_modes import shared_for
 
 
 def lenet(tasks=("left", "right"), dropout=0.0):
@@ -79,7 +80,7 @@ def test_every_loss_stage_trains_one_step(name):
     for _ in range(2):
         optimizer.zero_grad()
         out = model(batch)
-        stage.backward(out.losses, shared=out.shared, extra=out.extra)
+        stage.backward(out.losses, shared=shared_for(name, out, model), extra=out.extra)
         optimizer.step()
         assert all(torch.isfinite(v) for v in out.losses.values())
     assert any(not torch.equal(a, p) for a, p in zip(before, model.parameters()))

@@ -9,6 +9,7 @@ import pytest
 
 from mainjob import read_json, run_cli, run_cli_process, train_args
 from recsys_hmtl.priority import available_stages
+from stage_modes import cli_settings
 
 SMALL_MODELS = {
     "shared_bottom": "{name: shared_bottom, embedding_dim: 4, bottom_dims: [16], tower_dims: [8]}",
@@ -61,7 +62,7 @@ def test_every_backbone_trains_evaluates_and_writes_its_files(demo_root, tmp_pat
 @pytest.mark.parametrize("stage", available_stages())
 def test_every_loss_stage_trains_through_the_main_job(demo_root, tmp_path, stage):
     run = tmp_path / stage
-    assert run_cli(*train_args(demo_root, run, f"stage.name={stage}", "trainer.max_steps=6")) == 0
+    assert run_cli(*train_args(demo_root, run, *cli_settings(stage), "trainer.max_steps=6")) == 0
     summary = read_json(run / "run_summary.json")
     assert summary["steps"] == 6 and summary["skipped_nonfinite_steps"] == 0
     assert summary["stage_diagnostics"], f"{stage} reported no diagnostics"

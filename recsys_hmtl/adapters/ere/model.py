@@ -107,6 +107,12 @@ class EreModel(nn.Module):
         self.relations = list(relations) if relations is not None else None
         self.decode_config = decode or DecodeConfig()
 
+    def shared_parameters(self) -> list[nn.Parameter]:
+        """Encoder, projection, Transformer layers and norm: what both tasks read (``stage.grad_mode:
+        params``); frozen encoder layers are left out."""
+        parts = (self.encoder, self.project, self.layers, self.norm)
+        return [p for part in parts for p in part.parameters() if p.requires_grad]
+
     # ------------------------------------------------------------------------------ pieces
     def encode(self, batch: EreBatch) -> tuple[Tensor, Tensor]:
         """``(H, Z)``: encoder states ``[B, L, d_enc]`` and last-layer states ``[B, L, hidden]``."""

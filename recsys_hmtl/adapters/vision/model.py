@@ -40,6 +40,10 @@ class VisionModel(nn.Module):
         self.columns = dict(columns)
         self.binary = binary
 
+    def shared_parameters(self) -> list[nn.Parameter]:
+        """The trunk's parameters (``stage.grad_mode: params``)."""
+        return list(self.trunk.parameters())
+
     def logits(self, images: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         shared = self.trunk(images)
         return shared, {task: self.heads[task](shared) for task in self.tasks}
