@@ -25,10 +25,13 @@ WRITERS = {
     "vision_multimnist.yaml": lambda root: copy_genuine(root, "vision/mnist"),
     "vision_celeba.yaml": lambda root: write_celeba_sample(root),
     "text_amazon.yaml": lambda root: copy_genuine(root, "text/amazon_mtl", lines=40),
+    "text_amazon_minilm.yaml": lambda root: copy_genuine(root, "text/amazon_mtl", lines=40),
+    "toy_seed003.yaml": lambda root: None,  # no files: the toy problem is a formula
 }
 # Settings a config needs beside QUICK (the text adapter's batch is per task: 14 domains x 2 reviews).
 EXTRA = {
     "text_amazon.yaml": ["data.per_task_batch=2", "trainer.batch_size=28"],
+    "text_amazon_minilm.yaml": ["data.per_task_batch=2", "trainer.batch_size=28"],
     "vision_multimnist.yaml": ["data.split_sizes=[600, 200, 200]"],
     "vision_celeba.yaml": ["data.image_size=32"],
 }
@@ -66,6 +69,7 @@ def copy_genuine_kuairand(root) -> None:
     if not GENUINE.is_dir():
         pytest.skip(f"genuine KuaiRand rows not found at {GENUINE}")
     shutil.copytree(GENUINE, root)
+NO_FILES = {"toy_seed003.yaml"}
 RECSYS = {"tiktok.yaml", "qk_video.yaml", "kuairand_1k.yaml", "kuairand_demo.yaml", "kuairand_genuine.yaml"}
 QUICK = ["trainer.max_steps=3", "trainer.batch_size=512", "trainer.eval_batch_size=4096"]
 
@@ -79,7 +83,8 @@ def test_shipped_config_trains_and_evaluates(tmp_path, config):
     data, run = tmp_path / "data", tmp_path / "run"
     WRITERS[config](data)
     cache = [f"data.cache_dir={tmp_path / 'cache'}"] if config in RECSYS else []  # the others keep no cache
-    sets = [x for item in [f"data.root={data}", *cache, *QUICK, *EXTRA.get(config, [])] for x in ("--set", item)]
+    root = [] if config in NO_FILES else [f"data.root={data}"]
+    sets = [x for item in [*root, *cache, *QUICK, *EXTRA.get(config, [])] for x in ("--set", item)]
     assert run_cli("train", "--config", ROOT / "configs" / config, "--out", run, *sets) == 0
     assert run_cli("evaluate", "--run", run) == 0
     report, summary = read_json(run / "eval_report.json"), read_json(run / "run_summary.json")
