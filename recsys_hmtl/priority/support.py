@@ -51,7 +51,8 @@ def support_rows() -> list[tuple[str, ...]]:
         rep = "training (task views)" if "rep" in modes else "—"
         params = "training (`grad_mode: params`)" if "params" in modes else "—"
         extra = "joins unweighted" if "extra" in inspect.signature(cls.backward).parameters else "refused"
-        rows.append((f"`{name}`", profile.weights, rep, params, RANKS[profile.weights], extra,
+        ranks = "one process only (bilevel mode's meta step)" if cls.needs_meta_batch else RANKS[profile.weights]
+        rows.append((f"`{name}`", profile.weights, rep, params, ranks, extra,
                      profile.time, profile.memory))
     return rows
 
