@@ -23,10 +23,11 @@ BASELINE_STAGE = "sum"
 
 
 def relative_change(value: float, baseline: float) -> float:
-    """(value − baseline) / baseline · 100; NaN when either is undefined or the baseline is 0."""
+    """(value − baseline) / |baseline| · 100 (the sign is the value's move, also for a negative
+    baseline such as the toy's losses); NaN when either is undefined or the baseline is 0."""
     if value is None or baseline is None or not (math.isfinite(value) and math.isfinite(baseline)) or baseline == 0:
         return math.nan
-    return (value - baseline) / baseline * 100.0
+    return (value - baseline) / abs(baseline) * 100.0
 
 
 def point_change(value: float, baseline: float) -> float:

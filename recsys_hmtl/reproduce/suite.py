@@ -21,7 +21,7 @@ A suite file (YAML, safe loader) names a base run config and the grid's axes::
         columns: [feasibility_gap]           # run-level figures shown as extra columns
         min_positives: 30                    # tasks with fewer test positives are left out
     plots: [scd_vio, scd_vio_auto]           # gates/weights over training for these variants
-    metric: {task: auc, primary: avg_auc, change: relative}   # the default; ERE: f1, triple_f1, points
+    metric: {task: auc, primary: avg_auc, change: relative, direction: max}   # the default; ERE: f1, triple_f1, points; the toy: loss, avg_loss, direction: min
 
 The cells are datasets × backbones × (variants the tables use) × lrs × seeds; every cell is an
 ordinary run folder ``OUT/runs/<dataset>/<backbone>/<variant>/lr<lr>/seed<i>``.
@@ -97,6 +97,7 @@ class SuiteMetric:
     task: str = "auc"
     primary: str = "avg_auc"
     change: str = "relative"
+    direction: str = "max"  # max: higher is better (AUC, F1, accuracy); min: a loss (the toy adapter)
 
 
 @dataclass(frozen=True)
@@ -220,6 +221,8 @@ def _metric(value: Any, where: str) -> SuiteMetric:
     metric = SuiteMetric(**{k: str(v) for k, v in raw.items()})
     if metric.change not in ("relative", "points"):
         raise InputError(f"must be relative or points, got {metric.change!r}", file=where, key="metric.change")
+    if metric.direction not in ("max", "min"):
+        raise InputError(f"must be max or min, got {metric.direction!r}", file=where, key="metric.direction")
     return metric
 
 

@@ -66,13 +66,15 @@ class Results:
         return self.values.get((*cfg, lr, seed, split, task, metric), math.nan)
 
     def best_lr(self, cfg: tuple) -> float | None:
-        """The lr with the best mean validation primary metric over seeds (None: no finished cell)."""
+        """The lr with the best mean validation primary metric over seeds, the highest or (metric
+        ``direction: min``) the lowest; ties go to the smaller lr (None: no finished cell)."""
+        sign = -1.0 if self.metric.direction == "min" else 1.0
         scored = []
         for lr in sorted(self.lrs.get(cfg, ())):
             vals = [self.get(cfg, lr, s, "val", "", self.metric.primary) for s in self.seeds[(*cfg, lr)]]
             vals = [v for v in vals if math.isfinite(v)]
             if vals:
-                scored.append((statistics.fmean(vals), -lr, lr))
+                scored.append((sign * statistics.fmean(vals), -lr, lr))
         return max(scored)[2] if scored else None
 
 

@@ -62,3 +62,24 @@ def test_errors_name_what_was_given():
         compare_runs([("a", "sum", report(x=0.7)), ("b", "sum", report(x=0.8))])
     table = compare_runs([("a", "sum", report(x=0.7)), ("b", "sum", report(x=0.77))], baseline="a")
     assert table["runs"][1]["change"]["x"] == pytest.approx(10.0)
+
+
+def test_a_change_against_a_negative_baseline_keeps_the_sign_of_the_move():
+    """The toy's losses are negative near the front: a loss that falls from −10 to −12 moved −2,
+    −20 % of |−10| (dividing by −10 would print +20 %, a worsening, for an improvement)."""
+    from recsys_hmtl.evaluation.compare import relative_change
+
+    assert relative_change(-12.0, -10.0) == pytest.approx(-20.0)
+    assert relative_change(-8.0, -10.0) == pytest.approx(20.0)
+    assert relative_change(0.84, 0.80) == pytest.approx(5.0)
+
+
+def test_model_selection_picks_the_lowest_validation_loss_when_the_metric_is_a_loss():
+    from recsys_hmtl.reproduce.suite import SuiteMetric
+    from recsys_hmtl.reproduce.tables import Results
+
+    rows = [{"dataset": "toy", "backbone": "toy", "variant": "sum", "lr": lr, "seed": 0, "split": "val",
+             "task": "", "metric": "avg_loss", "value": value} for lr, value in ((0.01, -9.0), (0.1, -10.0))]
+    loss = SuiteMetric(task="loss", primary="avg_loss", direction="min")
+    assert Results(rows, loss).best_lr(("toy", "toy", "sum")) == 0.1
+    assert Results(rows, SuiteMetric(task="loss", primary="avg_loss")).best_lr(("toy", "toy", "sum")) == 0.01
