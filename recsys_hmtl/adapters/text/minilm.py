@@ -6,15 +6,13 @@ adapter's MiniLM), read in memory: ``tokenizer.json`` (lower-casing WordPiece, 3
 downloaded. A review (FDU-MTL's lower-cased, space-tokenised words) is joined with spaces and cut
 into pieces without ``[CLS]``/``[SEP]``; padding is ``[PAD]`` (id 0, the TextCNN's PAD_ID).
 
-The package lookup and the zip reading repeat, in a few lines, ``adapters/ere/tokenizers.py``'s
-``minilm_zip_path``/``read_minilm_files`` (adapters never import each other), with errors naming
-``model.embeddings``.
+The package lookup and the zip reading are :mod:`recsys_hmtl.pretrained.minilm_files` (shared with
+the ERE adapter), with errors naming ``model.embeddings``.
 """
 
 from __future__ import annotations
 
 import importlib.util
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -22,11 +20,12 @@ from typing import Sequence
 import torch
 
 from ...errors import InputError
+from ...pretrained import minilm_files
 from .vocab import PAD_ID
 
 EMBEDDINGS = ("scratch", "minilm")
 MINILM_DIM = 384
-MINILM_PACKAGE = "all_minilm_l6_v2"
+MINILM_PACKAGE = minilm_files.PACKAGE
 WORD_EMBEDDINGS = "embeddings.word_embeddings.weight"
 KEY = "model.embeddings"
 HINT = ("install the 'ere' extra (pip install -e '.[ere]', which brings the PyPI package "
@@ -44,29 +43,13 @@ def check_installed() -> None:
 
 
 def zip_path() -> Path:
-    """The package's ``model.zip``, found without importing the package (its ``__init__`` prints)."""
-    spec = importlib.util.find_spec(MINILM_PACKAGE)
-    if spec is None or spec.origin is None:
-        raise InputError(f"embeddings 'minilm' need the Python package '{MINILM_PACKAGE}' (all-MiniLM-L6-v2 "
-                         "weights), which is not installed", key=KEY, hint=HINT)
-    path = Path(spec.origin).parent / "model.zip"
-    if not path.is_file():
-        raise InputError(f"the package '{MINILM_PACKAGE}' has no model.zip at {path}", key=KEY,
-                         hint="reinstall it: " + HINT)
-    return path
+    """The package's ``model.zip`` (InputError naming ``model.embeddings`` if missing)."""
+    return minilm_files.zip_path(what="embeddings 'minilm'", key=KEY, hint=HINT)
 
 
 def read_files(*names: str) -> dict[str, bytes]:
     """The named members of ``model.zip``, in memory."""
-    path = zip_path()
-    try:
-        with zipfile.ZipFile(path) as archive:
-            missing = [n for n in names if n not in set(archive.namelist())]
-            if missing:
-                raise InputError(f"{path} lacks {missing}", key=KEY, hint="reinstall: " + HINT)
-            return {n: archive.read(n) for n in names}
-    except zipfile.BadZipFile as err:
-        raise InputError(f"{path} is not a readable zip ({err})", key=KEY, hint="reinstall: " + HINT) from err
+    return minilm_files.read_files(*names, what="embeddings 'minilm'", key=KEY, hint=HINT)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,1 @@
+"""Pretrained weights the adapters share, read offline from installed packages (no downloads)."""
