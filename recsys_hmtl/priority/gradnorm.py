@@ -41,11 +41,12 @@ class GradNormStage(GradientStage):
         self.register_buffer("has_initial", torch.zeros((), dtype=torch.bool))
 
     def combine(self, gram: Tensor, losses: Tensor) -> Tensor:
-        if not bool((losses > 0).all()):
-            task = self.tasks[int((losses <= 0).nonzero()[0])]
+        bad = losses < 0 if bool(self.has_initial) else losses <= 0  # L(0) divides: positive; later ≥ 0
+        if bool(bad.any()):
+            task = self.tasks[int(bad.nonzero()[0])]
             raise ValueError(
-                f"stage '{self.name}' needs positive task losses (training rates L_i/L_i(0)); "
-                f"task '{task}' has loss {float(losses[self.tasks.index(task)])}"
+                f"stage '{self.name}' needs positive first task losses and non-negative ones after "
+                f"(training rates L_i/L_i(0)); task '{task}' has loss {float(losses[self.tasks.index(task)])}"
             )
         with torch.no_grad():
             self.loss_weights.clamp_(min=_MIN_WEIGHT)
@@ -56,8 +57,9 @@ class GradNormStage(GradientStage):
         w = self.loss_weights.detach().to("cpu", torch.float64)
         norms = gram.diagonal().clamp_min(0).sqrt()
         g_w = w * norms  # G_W^(i)
-        ratio = losses / self.initial_losses.to("cpu", torch.float64)  # L̃_i
-        target = g_w.mean() * (ratio / ratio.mean()) ** self.alpha
+        ratio = losses / self.initial_losses.to("cpu", torch.float64)  # L̃_i (0 for a loss that underflowed)
+        relative = ratio / ratio.mean() if bool(ratio.mean() > 0) else torch.ones_like(ratio)
+        target = g_w.mean() * relative ** self.alpha
         grad = (torch.sign(g_w - target) * norms).to(self.loss_weights)
         if self.loss_weights.grad is None:
             self.loss_weights.grad = grad
