@@ -37,6 +37,7 @@ class RunPlan:
     adapter: TaskAdapter
     resolved: AdapterPlan
     stage_hparams: Mapping[str, Any]
+    single_process: str | None = None  # why the run trains in one process only (None: any number)
 
     @property
     def data(self) -> Any:
@@ -55,9 +56,9 @@ class RunPlan:
         if limit is not None and world > limit:
             raise InputError(f"the {self.adapter.name} adapter trains in at most {limit} process(es), "
                              f"not {world}", key="--nproc")
-        if world > 1 and (bilevel_on(self.config) or build_loss_stage(self.config, list(self.task_names)).needs_lower_level):
-            raise InputError("bilevel mode and LDC-MTL's double loop train in one process (their inner "
-                             f"gradients are outside DDP's reducer), not {world}", key="--nproc")
+        if world > 1 and self.single_process:
+            raise InputError(f"{self.single_process} trains in one process (its inner gradients are outside "
+                             f"DDP's reducer), not {world}", key="--nproc")
         if self.config.trainer.batch_size % world:
             raise InputError(f"must be divisible by the number of processes ({world})", key="trainer.batch_size")
 
@@ -71,8 +72,10 @@ def resolve_run(cfg: RunConfig) -> RunPlan:
     stage = build_loss_stage(cfg, list(resolved.tasks))  # stage.name and the stage's own checks
     check_bilevel(cfg, adapter, resolved, stage)
     check_grad_mode(cfg.stage.grad_mode, stage)
+    single = ("bilevel mode" if bilevel_on(cfg) else
+              "LDC-MTL's double loop" if stage.needs_lower_level else None)
     return RunPlan(config=cfg, adapter=adapter, resolved=resolved,
-                   stage_hparams=MappingProxyType(dict(cfg.stage.hparams)))
+                   stage_hparams=MappingProxyType(dict(cfg.stage.hparams)), single_process=single)
 
 
 def _check_trainer(cfg: RunConfig) -> None:
