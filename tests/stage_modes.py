@@ -13,7 +13,8 @@ def needs_params(stage: str) -> bool:
 
 
 def needs_bilevel(stage: str) -> bool:
-    """The stage learns from a held-out batch each step (bilevel mode; the recommendation adapter's)."""
+    """The stage learns from a held-out batch each step (bilevel mode: the recommendation and vision
+    adapters have held-out slices)."""
     return STAGES.get(stage).needs_meta_batch
 
 

@@ -84,3 +84,23 @@ def test_auto_lambda_trains_in_bilevel_mode_and_is_refused_without_it(demo_root,
     assert run_cli(*train_args(demo_root, tmp_path / "no", "stage.name=auto_lambda")) == 2
     assert "key 'bilevel'" in capsys.readouterr().err
     assert not (tmp_path / "no").exists()
+
+
+def test_auto_lambda_runs_on_the_vision_adapter_and_wc_penalty_constraints_do_not(tmp_path, capsys):
+    from mainjob import ROOT
+
+    mnist = ROOT.parent / "shared" / "data" / "vision" / "mnist"
+    if not mnist.is_dir():
+        pytest.skip(f"genuine MNIST files not found at {mnist}")
+    config = ROOT / "configs" / "vision_multimnist.yaml"
+    base = ["--config", config, *[x for item in [f"data.root={mnist}", "data.split_sizes=[256, 64, 64]",
+                                                  "trainer.batch_size=64", "trainer.max_steps=4",
+                                                  "bilevel.holdout=0.25"]
+                                  for x in ("--set", item)]]
+    assert run_cli("train", "--out", tmp_path / "al", *base, "--set", "stage.name=auto_lambda",
+                   "--set", "stage.meta_lr=0.01") == 0
+    weights = [v for k, v in read_json(tmp_path / "al" / "run_summary.json")["stage_diagnostics"].items()
+               if k.startswith("weight/")]
+    assert len(weights) == 2 and all(w != pytest.approx(0.1) for w in weights)
+    assert run_cli("validate", *base, "--set", "stage.name=wc_penalty") == 2
+    assert "key 'stage.name'" in capsys.readouterr().err

@@ -37,12 +37,14 @@ from .metrics import task_report
 from .model import HPARAMS, MODELS, VisionModel, build_model
 from .multimnist import TASKS as MULTIMNIST_TASKS
 
+HOLDOUT_SEED = 4004  # bilevel mode's held-out slice of the training images: one fixed draw
 
 
 @ADAPTERS.register("vision")
 class VisionAdapter(TaskAdapter):
     data_config = VisionDataConfig
     task_config = None
+    supports_bilevel = True  # held-out slices for auto_lambda
     primary_metric = "avg_accuracy"
     max_world_size = 1
 
@@ -90,6 +92,20 @@ class VisionAdapter(TaskAdapter):
 
     def train_stream(self, plan, prepared: VisionData, batch_size, *, seed, rank, world_size) -> ImageStream:
         return ImageStream(prepared, "train", batch_size, shuffle=True, seed=seed)
+
+    def holdout_streams(self, plan, prepared: VisionData, batch_size, *, fraction, seed, rank, world_size):
+        """The training images less a held-out slice of ``fraction`` of them (one fixed draw) and the
+        slice: the meta batches of ``auto_lambda`` (bilevel mode)."""
+        rows = len(prepared.splits["train"])
+        held = max(1, int(round(fraction * rows)))
+        order = np.random.default_rng(HOLDOUT_SEED).permutation(rows)
+        return (ImageStream(prepared, "train", batch_size, shuffle=True, seed=seed, rows=np.sort(order[held:])),
+                ImageStream(prepared, "train", batch_size, shuffle=True, seed=seed + 1, rows=np.sort(order[:held])))
+
+    def check_bilevel(self, plan) -> None:
+        raise InputError("bilevel mode's stationarity constraints need independent linear task heads (the "
+                         "recommendation towers'); the vision adapter runs auto_lambda in bilevel mode",
+                         key="stage.name")
 
     @torch.no_grad()
     def evaluate(self, plan, prepared: VisionData, state, split, batch_size) -> dict:

@@ -102,12 +102,14 @@ class ImageStream:
     """Batches of one split: shuffled per epoch from ``seed`` (the same order on a resume). A
     training stream leaves out a last batch of a single image (BatchNorm cannot train on it)."""
 
-    def __init__(self, data: VisionData, split: str, batch_size: int, *, shuffle: bool, seed: int = 0) -> None:
+    def __init__(self, data: VisionData, split: str, batch_size: int, *, shuffle: bool, seed: int = 0,
+                 rows: np.ndarray | None = None) -> None:
         self.data, self.split, self.part = data, split, data.splits[split]
         self.batch_size, self.shuffle, self.seed, self.epoch = batch_size, shuffle, seed, 0
+        self.rows = np.arange(len(self.part)) if rows is None else np.asarray(rows, dtype=np.int64)  # a slice
 
     def __len__(self) -> int:
-        n = len(self.part)
+        n = len(self.rows)
         full, rest = divmod(n, self.batch_size)
         return full + (1 if rest > 1 or (rest == 1 and not self.shuffle) else 0)
 
@@ -115,8 +117,8 @@ class ImageStream:
         self.epoch = epoch
 
     def batches(self, start: int = 0) -> Iterator[ImageBatch]:
-        n = len(self.part)
-        order = np.random.default_rng([self.seed, self.epoch]).permutation(n) if self.shuffle else np.arange(n)
+        n = len(self.rows)
+        order = self.rows[np.random.default_rng([self.seed, self.epoch]).permutation(n)] if self.shuffle else self.rows
         for b in range(start, len(self)):
             yield make_batch(self.data, self.part, order[b * self.batch_size:(b + 1) * self.batch_size])
 
