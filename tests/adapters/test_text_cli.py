@@ -12,7 +12,9 @@ import pytest
 import torch
 
 from recsys_hmtl.cli import main
+from recsys_hmtl.priority import available_stages
 from recsys_hmtl.training.checkpoint import CheckpointStore
+from stage_modes import cli_settings, needs_bilevel
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "configs" / "text_amazon.yaml"
@@ -55,6 +57,19 @@ def test_train_evaluate_compare(tmp_path, capsys):
     assert cli("compare", tmp_path / "sum", tmp_path / "getmtl") == 0
     table = capsys.readouterr().out
     assert "Avg. acc." in table and "pt |" in table and "getmtl" in table
+
+
+@pytest.mark.parametrize("stage", available_stages())
+def test_every_stage_trains_and_evaluates_from_the_cli(tmp_path, stage, capsys):
+    if needs_bilevel(stage):  # held-out batches: the recommendation and vision adapters have them
+        assert train(tmp_path / "run", *cli_settings(stage), "trainer.max_steps=2") == 2
+        assert "key 'bilevel'" in capsys.readouterr().err
+        return
+    assert train(tmp_path / "run", *cli_settings(stage), "trainer.max_steps=2") == 0
+    summary = read(tmp_path / "run" / "run_summary.json")
+    assert summary["steps"] == 2 and summary["skipped_nonfinite_steps"] == 0
+    assert cli("evaluate", "--run", tmp_path / "run") == 0
+    assert read(tmp_path / "run" / "eval_report.json")["avg_accuracy"] is not None
 
 
 def test_resume_reaches_the_uninterrupted_state(tmp_path):
