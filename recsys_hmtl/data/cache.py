@@ -34,6 +34,8 @@ from .shown import first_line
 
 CACHE_FORMAT = 2  # bump when the layout or the encoding changes
 DEFAULT_FOLDER = ".recsys_hmtl_cache"
+ROW_GROUP_ROWS = 65_536  # rows of a Parquet row group: the block the ``blocks`` reader decodes
+READER_KEYS = ("cache_dir", "reader", "block_rows", "window_blocks")  # how the cache is found and read: not in the key
 
 
 def cache_root(cfg: DataConfig) -> Path:
@@ -44,9 +46,10 @@ def cache_root(cfg: DataConfig) -> Path:
 
 def cache_key(fingerprints: list[dict], cfg: DataConfig, tasks: list[TaskConfig]) -> str:
     """Hash of the input files' contents (path, size, sha256 of each fingerprint) and of the resolved
-    configuration (``cache_dir`` excluded)."""
+    configuration (``cache_dir`` and how it is read, ``READER_KEYS``, excluded)."""
     config = dataclasses.asdict(cfg)
-    config.pop("cache_dir", None)
+    for key in READER_KEYS:
+        config.pop(key, None)
     inputs = [{k: f.get(k) for k in ("path", "size", "sha256")} for f in fingerprints]
     blob = json.dumps({
         "format": CACHE_FORMAT, "polars": pl.__version__, "inputs": inputs, "data": config,
@@ -101,14 +104,16 @@ class CacheEntry:
         except READ_ERRORS as exc:
             raise CorruptEntry(f"{self.path / name}: {first_line(exc)}") from exc
 
-    def write(self, frames: dict[str, pl.DataFrame], documents: dict[str, dict]) -> bool:
-        """Write the entry atomically; False when another process wrote it first (its copy is kept)."""
+    def write(self, frames: dict[str, pl.DataFrame | pl.LazyFrame], documents: dict[str, dict]) -> bool:
+        """Write the entry atomically (frames streamed, in row groups of :data:`ROW_GROUP_ROWS`); False
+        when another process wrote it first (its copy is kept)."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.parent / f".tmp-{self.path.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         try:
             tmp.mkdir()
             pl.collect_all([frame.lazy().sink_parquet(tmp / f"{name}.parquet", compression="lz4", statistics=False,
-                                                      lazy=True) for name, frame in frames.items()])
+                                                      row_group_size=ROW_GROUP_ROWS, lazy=True)
+                            for name, frame in frames.items()])
             for name, document in documents.items():
                 (tmp / f"{name}.json").write_text(json.dumps(document, default=_json_default))
             if self.path.exists():

@@ -122,3 +122,8 @@ class DataConfig:
     use_random_log: bool = False  # KuaiRand: add log_random_* to the input
     use_statistic_features: bool = False  # KuaiRand video_features_statistic_*: leaks the future
     cache_dir: str | None = None  # default: <root>/.recsys_hmtl_cache
+    # memory: each split read whole, rows shuffled globally; blocks: read from the cache a window of
+    # window_blocks blocks of block_rows rows at a time, blocks shuffled, rows within a window
+    reader: str = "memory"
+    block_rows: int = 65_536  # the cache's Parquet row group: one block is one row group to decode
+    window_blocks: int = 4

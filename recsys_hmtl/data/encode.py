@@ -196,6 +196,29 @@ class Encoder:
 def fit_encoder(frame: pl.DataFrame, train: pl.Series, sparse: list[SparseFeatureConfig],
                 dense: list[DenseFeatureConfig], min_count: int = 1) -> Encoder:
     """Vocabularies and dense statistics from the rows where ``train`` (Boolean) is true."""
+    return encoder_from_fit(fit_statistics(frame, train, sparse, dense), sparse, dense, min_count)
+
+
+@dataclass
+class FitStatistics:
+    """What fitting counts on training rows, mergeable over chunks of them (:meth:`merge`):
+    ``counts`` per sparse feature (``value``, ``count``), ``moments`` per normalised dense feature
+    (rows with a value, mean, sum of squared deviations), ``values`` of the bucketised ones."""
+
+    counts: list[pl.DataFrame]
+    moments: dict[str, tuple[int, float, float]]
+    values: list[np.ndarray]
+
+    def merge(self, other: "FitStatistics") -> "FitStatistics":
+        counts = [pl.concat([a, b]).group_by("value").agg(pl.col("count").sum())
+                  for a, b in zip(self.counts, other.counts)]
+        moments = {name: _merge_moments(self.moments[name], other.moments[name]) for name in self.moments}
+        return FitStatistics(counts, moments, [np.concatenate([a, b]) for a, b in zip(self.values, other.values)])
+
+
+def fit_statistics(frame: pl.DataFrame, train: pl.Series, sparse: list[SparseFeatureConfig],
+                   dense: list[DenseFeatureConfig]) -> FitStatistics:
+    """The statistics of the rows of ``frame`` where ``train`` is true."""
     for f in dense:
         if f.transform not in DENSE_TRANSFORMS:
             raise InputError(f"unknown transform '{f.transform}' of dense feature '{f.name}'",
@@ -212,17 +235,42 @@ def fit_encoder(frame: pl.DataFrame, train: pl.Series, sparse: list[SparseFeatur
     bucket_queries = [rows([f.source_column]).select(pl.col(f.source_column).drop_nulls().cast(pl.Float64))
                       for f in dense if f.transform == "bucketize"]
     results = pl.collect_all([*count_queries, moments, *bucket_queries])
-    counts, moment_row = results[: len(sparse)], results[len(sparse)].row(0, named=True)
-    vocabularies = {f.name: Vocabulary.from_counts(c, f.min_count or min_count, ordered=True)
-                    for f, c in zip(sparse, counts)}
+    row = results[len(sparse)].row(0, named=True)
+    return FitStatistics(
+        counts=results[: len(sparse)],
+        moments={f.name: (int(row[f"{f.name}:n"]), row[f"{f.name}:mean"], row[f"{f.name}:m2"])
+                 for f in moment_features},
+        values=[r.to_series().to_numpy() for r in results[len(sparse) + 1:]],
+    )
+
+
+def encoder_from_fit(fit: FitStatistics, sparse: list[SparseFeatureConfig], dense: list[DenseFeatureConfig],
+                     min_count: int = 1) -> Encoder:
+    """The encoder of the training rows ``fit`` describes."""
+    vocabularies = {f.name: Vocabulary.from_counts(c, f.min_count or min_count) for f, c in zip(sparse, fit.counts)}
     stats: dict[str, DenseStats] = {}
-    for f in moment_features:
-        mean, std = moment_row[f"{f.name}:mean"], moment_row[f"{f.name}:std"]
-        stats[f.name] = DenseStats(f.transform, float(mean) if mean is not None else 0.0,
+    for f in dense:
+        if f.transform == "bucketize":
+            continue
+        n, mean, m2 = fit.moments[f.name]
+        std = (m2 / (n - 1)) ** 0.5 if n > 1 and m2 is not None else None
+        stats[f.name] = DenseStats(f.transform, float(mean) if n and mean is not None else 0.0,
                                    float(std) if std is not None and std > 0 else 1.0)
-    for f, values in zip([f for f in dense if f.transform == "bucketize"], results[len(sparse) + 1:]):
-        stats[f.name] = DenseStats(f.transform, edges=_quantile_edges(values.to_series().to_numpy(), f))
+    for f, values in zip([f for f in dense if f.transform == "bucketize"], fit.values):
+        stats[f.name] = DenseStats(f.transform, edges=_quantile_edges(values, f))
     return Encoder(list(sparse), list(dense), vocabularies, stats)
+
+
+def _merge_moments(a: tuple[int, float, float], b: tuple[int, float, float]) -> tuple[int, float, float]:
+    """(n, mean, Σ(x - mean)²) of two sets of values from each set's (Chan et al.'s parallel update)."""
+    (na, ma, qa), (nb, mb, qb) = a, b
+    if nb == 0:
+        return a
+    if na == 0:
+        return b
+    n = na + nb
+    delta = mb - ma
+    return n, ma + delta * nb / n, qa + qb + delta * delta * na * nb / n
 
 
 # --- sparse features ------------------------------------------------------------------------------
@@ -296,8 +344,9 @@ def _raw_dense(feature: DenseFeatureConfig) -> pl.Expr:
 
 
 def _moments(feature: DenseFeatureConfig) -> list[pl.Expr]:
-    x = _raw_dense(feature)
-    return [x.mean().alias(f"{feature.name}:mean"), x.std().alias(f"{feature.name}:std")]
+    x = _raw_dense(feature).fill_nan(None)
+    return [x.count().alias(f"{feature.name}:n"), x.mean().alias(f"{feature.name}:mean"),
+            ((x - x.mean()) ** 2).sum().alias(f"{feature.name}:m2")]
 
 
 def _dense_expression(feature: DenseFeatureConfig, stats: DenseStats) -> pl.Expr:

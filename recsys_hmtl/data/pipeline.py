@@ -2,7 +2,11 @@
 
 The first run with given input files and configuration reads, validates, splits and encodes them and
 writes the result to the cache (``cache``); every later run reads the cache (``cache: hit <dir>`` in
-the log and ``report["cache"]``). Validation happens before anything is written, so bad input leaves
+the log and ``report["cache"]``). A hit opens the splits' files without decoding them
+(:class:`~recsys_hmtl.data.split_source.EncodedSplit`): the ``memory`` reader (``data.reader``,
+default) then reads a split whole when it is first streamed; the ``blocks`` reader never does
+(:mod:`~recsys_hmtl.data.block_stream`), and on a miss it prepares the data chunk by chunk straight
+into the cache entry (:mod:`~recsys_hmtl.data.chunked`), so memory is bounded in both. Validation happens before anything is written, so bad input leaves
 no cache entry. A cache entry that cannot be read back is logged, removed and written again.
 
 Rows of a date split dated outside ``data.split.date_range`` are refused or dropped before the split
@@ -12,37 +16,43 @@ Rows of a date split dated outside ``data.split.date_range`` are refused or drop
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 import polars as pl
 
+from ..errors import InputError
 from .cache import CacheEntry, CorruptEntry, cache_key, cache_root
+from .chunked import discard, encode_chunked, working_folder
 from .config import DataConfig, TaskConfig
 from .dates import restrict_to_range
 from .digests import DigestMemo
 from .encode import GROUP_COLUMN, Encoder, fit_encoder, label_column
-from .labels import check_rule_columns, label_expression
+from .encoded import SPLIT_COLUMN, build_report, encode_rows, group_index, split_summary
+from .labels import check_rule_columns
 from .sources import fingerprint, load, resolve
 from .spec import FeatureSpec
 from .split import SPLITS, assign_splits
+from .split_source import EncodedSplit
 
 if TYPE_CHECKING:
     from .batches import BatchStream
 
 log = logging.getLogger(__name__)
 
-SPLIT_COLUMN = "__split"
 DOCUMENTS = ("features", "encoder", "report")
 
 
 @dataclass
 class PreparedData:
-    """Encoded ``splits`` (train, val, test: one column per feature, ``label:<task>`` per task, the user
-    index ``group:user``), the ``features`` a model sees, the ``tasks`` in priority order, a ``report``."""
+    """Encoded splits (train, val, test: one column per feature, ``label:<task>`` per task, the user
+    index ``group:user``) as ``sources`` (read on demand) and ``splits`` (the same as frames, each
+    read whole on first access), the ``features`` a model sees, the ``tasks`` in priority order, a
+    ``report``; ``reader``, ``block_rows`` and ``window_blocks`` are those of ``data:``."""
 
-    splits: dict[str, pl.DataFrame]
+    sources: dict[str, EncodedSplit]
     features: FeatureSpec
     tasks: list[str]
     report: dict
@@ -50,6 +60,14 @@ class PreparedData:
     cache_dir: Path | None = None
     fitted: Encoder | None = field(default=None, repr=False)
     rebuild: Callable[[], "PreparedData"] | None = field(default=None, repr=False)  # a hit: encode again
+    reader: str = "memory"
+    block_rows: int = 65_536
+    window_blocks: int = 4
+
+    @property
+    def splits(self) -> Mapping[str, pl.DataFrame]:
+        """Each split as one frame (read whole from the cache on first access, then kept)."""
+        return _Frames(self.sources)
 
     def encoder(self) -> Encoder:
         """Vocabularies and dense statistics (read from the cache on a hit, where they are not loaded;
@@ -69,11 +87,35 @@ class PreparedData:
         return self.fitted
 
     def stream(self, split: str, batch_size: int, **options: Any) -> "BatchStream":
-        """Batches of ``split`` (see :class:`~recsys_hmtl.data.batches.BatchStream` for ``options``)."""
+        """Batches of ``split`` (see :class:`~recsys_hmtl.data.batches.BatchStream` for ``options``):
+        the whole split in memory, or with the ``blocks`` reader a window of blocks at a time (a subset
+        of ``rows``, the held-out slices of bilevel mode, is always read in memory)."""
         from .batches import BatchStream, EncodedArrays
 
-        arrays = EncodedArrays(self.splits[split], self.features, self.tasks)
+        if self.reader == "blocks" and options.get("rows") is None:
+            from .block_stream import BlockStream
+
+            options.pop("rows", None)
+            return BlockStream(self.sources[split], self.features, self.tasks, batch_size,
+                               block_rows=self.block_rows, window_blocks=self.window_blocks, **options)
+        arrays = EncodedArrays(self.sources[split].frame(), self.features, self.tasks)
         return BatchStream(arrays, batch_size, **options)
+
+
+class _Frames(Mapping):
+    """The splits as frames, each read when first asked for."""
+
+    def __init__(self, sources: dict[str, EncodedSplit]) -> None:
+        self._sources = sources
+
+    def __getitem__(self, name: str) -> pl.DataFrame:
+        return self._sources[name].frame()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._sources)
+
+    def __len__(self) -> int:
+        return len(self._sources)
 
 
 def prepare(data_cfg: DataConfig, tasks: list[TaskConfig], *, use_cache: bool = True) -> PreparedData:
@@ -84,6 +126,12 @@ def prepare(data_cfg: DataConfig, tasks: list[TaskConfig], *, use_cache: bool = 
 def prepare_resolved(cfg: DataConfig, resolved: list[TaskConfig], *, use_cache: bool = True) -> PreparedData:
     """Read the cache or load + split + encode (+ write the cache) the data of an already resolved
     config (:func:`~recsys_hmtl.data.presets.resolve`: a run plan holds it)."""
+    prepared = _prepare(cfg, resolved, use_cache)
+    prepared.reader, prepared.block_rows, prepared.window_blocks = cfg.reader, cfg.block_rows, cfg.window_blocks
+    return prepared
+
+
+def _prepare(cfg: DataConfig, resolved: list[TaskConfig], use_cache: bool) -> PreparedData:
     if not use_cache:
         prepared = _encode(cfg, resolved)
         prepared.report.update(cache="off", cache_hit=False, cache_dir=None)
@@ -100,8 +148,32 @@ def prepare_resolved(cfg: DataConfig, resolved: list[TaskConfig], *, use_cache: 
             prepared.rebuild = lambda: prepare_resolved(cfg, resolved)
             memo.save()
             return prepared
-    prepared = _write_entry(entry, _encode(cfg, resolved))
+    if cfg.reader == "blocks":  # data larger than memory: encoded chunk by chunk into the entry
+        prepared = _write_chunked(entry, cfg, resolved)
+    else:
+        prepared = _write_entry(entry, _encode(cfg, resolved))
     memo.save()
+    return prepared
+
+
+def _write_chunked(entry: CacheEntry, cfg: DataConfig, resolved: list[TaskConfig]) -> PreparedData:
+    """Prepare chunk by chunk (:mod:`~recsys_hmtl.data.chunked`) into ``entry``, then open it."""
+    try:
+        workdir = working_folder(entry.path.parent)
+    except OSError as exc:
+        raise InputError(f"data.reader: blocks prepares the data into the cache, and {entry.path.parent} cannot "
+                         f"be written ({exc})", key="data.cache_dir", hint="set data.cache_dir to a writable folder")
+    try:
+        result = encode_chunked(cfg, resolved, workdir)
+        result.documents["report"].update(cache=f"miss, wrote {entry.path}", cache_hit=False,
+                                          cache_dir=str(entry.path))
+        entry.write(result.splits, result.documents)
+    finally:
+        discard(workdir)
+    log.info("cache: miss, wrote %s (chunk by chunk)", entry.path)
+    prepared = _read_entry(entry, [t.name for t in resolved])
+    prepared.report.update(cache=f"miss, wrote {entry.path}", cache_hit=False)
+    prepared.cache_hit = False
     return prepared
 
 
@@ -113,12 +185,12 @@ def _read_entry(entry: CacheEntry, tasks: list[str]) -> PreparedData:
         rows = {name: int(report["rows"][name]) for name in SPLITS}
     except (KeyError, TypeError, ValueError) as exc:
         raise CorruptEntry(f"{entry.path}: a document lacks {exc}") from exc
-    splits = entry.read_frames(list(SPLITS))
+    splits = {name: EncodedSplit.open(entry.path / f"{name}.parquet") for name in SPLITS}
     columns = [*features.sparse_names, *features.dense, *(label_column(t) for t in tasks), GROUP_COLUMN]
-    for name, frame in splits.items():
-        if frame.height != rows[name] or sorted(frame.columns) != sorted(columns):
-            raise CorruptEntry(f"{entry.path / f'{name}.parquet'}: {frame.height} rows and columns "
-                               f"{frame.columns[:8]}, not the {rows[name]} rows and columns of the report")
+    for name, split in splits.items():
+        if len(split) != rows[name] or sorted(split.columns()) != sorted(columns):
+            raise CorruptEntry(f"{entry.path / f'{name}.parquet'}: {len(split)} rows and columns "
+                               f"{split.columns()[:8]}, not the {rows[name]} rows and columns of the report")
     report.update(cache=f"hit {entry.path}", cache_hit=True, cache_dir=str(entry.path))
     return PreparedData(splits, features, tasks, report, cache_hit=True, cache_dir=entry.path)
 
@@ -132,7 +204,7 @@ def _write_entry(entry: CacheEntry, prepared: PreparedData) -> PreparedData:
     """Write ``prepared`` to ``entry`` (a read-only folder is logged, not fatal)."""
     prepared.report.update(cache=f"miss, wrote {entry.path}", cache_hit=False, cache_dir=str(entry.path))
     try:
-        entry.write(prepared.splits, {"features": prepared.features.to_dict(),
+        entry.write(dict(prepared.splits), {"features": prepared.features.to_dict(),
                                       "encoder": prepared.encoder().to_dict(), "report": prepared.report})
         prepared.cache_dir = entry.path
         log.info("cache: miss, wrote %s", entry.path)
@@ -152,62 +224,12 @@ def _encode(cfg: DataConfig, tasks: list[TaskConfig]) -> PreparedData:
     codes, split_info = assign_splits(frame, cfg.split, source=source)
     split_info.update(range_info)
     encoder = fit_encoder(frame, codes == 0, cfg.sparse, cfg.dense, cfg.min_count)
-    task_names = [t.name for t in tasks]
-    encoded = frame.lazy().select(
-        *encoder.expressions(frame.schema),
-        *(label_expression(t) for t in tasks),
-        (_group_index(frame.get_column(cfg.user_column)) if cfg.user_column is not None
-         else pl.lit(0, pl.Int32)).alias(GROUP_COLUMN),  # no user column: one group, GAUC not reported
-        pl.lit(codes).alias(SPLIT_COLUMN),
-    ).collect()
+    users = frame.get_column(cfg.user_column) if cfg.user_column is not None else None
+    encoded = encode_rows(frame, encoder, tasks, group_index(users), codes)
     del frame
-    encoded = encoder.finish(encoded)
-    features = encoder.spec
-    report = _report(cfg, loaded_report, split_info, encoded, encoder, features, task_names)
-    splits = {name: encoded.filter(pl.col(SPLIT_COLUMN) == code).drop(SPLIT_COLUMN)
+    task_names = [t.name for t in tasks]
+    report = build_report(cfg, loaded_report, split_info, split_summary(encoded, encoder.spec, task_names),
+                          encoder, task_names)
+    splits = {name: EncodedSplit(frame=encoded.filter(pl.col(SPLIT_COLUMN) == code).drop(SPLIT_COLUMN))
               for code, name in enumerate(SPLITS)}
-    return PreparedData(splits, features, task_names, report, fitted=encoder)
-
-
-def _group_index(users: pl.Series) -> pl.Expr:
-    """User index 0.. in sorted raw-id order, over all splits (a group key for GAUC, not a feature)."""
-    distinct = users.unique().sort()
-    dtype = pl.Int32 if len(distinct) < 2**31 else pl.Int64
-    return pl.col(users.name).replace_strict(distinct, pl.int_range(0, len(distinct), eager=True, dtype=dtype),
-                                             return_dtype=dtype)
-
-
-def _report(cfg: DataConfig, loaded: dict, split_info: dict, encoded: pl.DataFrame, encoder: Encoder,
-            features: FeatureSpec, tasks: list[str]) -> dict:
-    single = [f.name for f in features.sparse if not f.multi_valued]
-    summary = encoded.group_by(SPLIT_COLUMN).agg(
-        pl.len().alias("rows"),
-        *(pl.col(label_column(t)).cast(pl.Int64).sum().alias(f"pos:{t}") for t in tasks),
-        *((pl.col(f) == 0).sum().alias(f"zero:{f}") for f in single),
-    )
-    by_split = {SPLITS[row[SPLIT_COLUMN]]: row for row in summary.iter_rows(named=True)}
-    rows = {name: int(by_split.get(name, {}).get("rows", 0)) for name in SPLITS}
-
-    def rate(count: int, total: int) -> float:
-        return count / total if total else 0.0
-
-    task_report = {t: {name: {"positives": int(by_split[name][f"pos:{t}"]),
-                              "rate": rate(by_split[name][f"pos:{t}"], rows[name])}
-                       for name in SPLITS if name in by_split} for t in tasks}
-    unseen = {f: {name: rate(by_split[name][f"zero:{f}"], rows[name]) for name in SPLITS if name in by_split}
-              for f in single}
-    vocabulary = {f.name: {"num_embeddings": f.num_embeddings, "multi_valued": f.multi_valued}
-                  for f in features.sparse}
-    for name, vocab in encoder.vocabularies.items():
-        vocabulary[name]["rare_ids"] = len(vocab.rare)
-    sides = {}
-    for file, side in loaded.get("side_tables", {}).items():
-        matched, missing = side.get("matched"), side.get("missing")
-        coverage = rate(matched, matched + missing) if matched is not None and missing is not None else None
-        sides[file] = {**side, "coverage": coverage}
-    return {
-        "dataset": cfg.dataset, "variant": cfg.variant, "files": loaded.get("files", {}),
-        "rows": rows, "split": split_info, "tasks": task_report, "vocabulary": vocabulary,
-        "missing_or_unseen": unseen, "dense": {n: vars(s).copy() for n, s in encoder.dense_stats.items()},
-        "side_tables": sides, "missing_values": loaded.get("missing_values", {}),
-    }
+    return PreparedData(splits, encoder.spec, task_names, report, fitted=encoder)

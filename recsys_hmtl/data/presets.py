@@ -119,7 +119,8 @@ def _fill(user: DataConfig, preset: DataConfig) -> DataConfig:
     blank, blank_split = DataConfig(), SplitConfig()
     out = copy.deepcopy(user)
     for f in dataclasses.fields(DataConfig):
-        if f.name in ("dataset", "root", "variant", "use_random_log", "use_statistic_features", "cache_dir"):
+        if f.name in ("dataset", "root", "variant", "use_random_log", "use_statistic_features", "cache_dir",
+                      "reader", "block_rows", "window_blocks"):
             continue
         if f.name == "split":
             for s in dataclasses.fields(SplitConfig):
@@ -146,6 +147,9 @@ def _canonicalise(cfg: DataConfig, preset: DatasetPreset) -> None:
         sparse.columns = [name(c) for c in sparse.columns] if sparse.columns else None
 
 
+READERS = ("memory", "blocks")
+
+
 def _check(cfg: DataConfig, tasks: list[TaskConfig], preset: DatasetPreset) -> None:
     if not cfg.files:
         raise InputError(f"no log files: dataset '{cfg.dataset}' needs data.files", key="data.files")
@@ -166,6 +170,11 @@ def _check(cfg: DataConfig, tasks: list[TaskConfig], preset: DatasetPreset) -> N
     if cfg.out_of_range not in OUT_OF_RANGE:
         raise InputError(f"unknown value '{cfg.out_of_range}'", key="data.out_of_range",
                          hint=did_you_mean(str(cfg.out_of_range), OUT_OF_RANGE))
+    if cfg.reader not in READERS:
+        raise InputError(f"unknown reader '{cfg.reader}'", key="data.reader", hint=did_you_mean(cfg.reader, READERS))
+    for key in ("block_rows", "window_blocks"):
+        if getattr(cfg, key) < 1:
+            raise InputError(f"must be at least 1, got {getattr(cfg, key)}", key=f"data.{key}")
     date_range(cfg.split)  # a malformed range is refused here, before any file is read
     _unique([t.name for t in tasks], "tasks")
     for i, task in enumerate(tasks):

@@ -47,7 +47,7 @@ def drop_extra(frame: pl.DataFrame, where: Where, expected: int, separator: str,
 
 def ragged_row_error(where: Where, index: int, expected: int, separator: str, named: str) -> InputError:
     """The error for data row ``index`` (0-based), which has more than ``expected`` fields."""
-    found = _count_fields(where.path, index, bool(where.has_header), separator)
+    found = _count_fields(where.path, index + where.offset, bool(where.has_header), separator)
     count = f"{found}" if found is not None and found > expected else f"more than {expected}"
     return where.row_error(None, index, f"{count} fields, expected {expected} ({named})", hint=HINT)
 

@@ -29,6 +29,7 @@ class Kind(str, Enum):
     FLOAT = "float"  # Float64 (NaN read as missing)
     CODE = "code"  # an integer code a file may write as a float ("9.0") or leave blank -> Int64
     STR = "str"  # String, as written
+    TEXT = "text"  # an id read as text: stripped, NA spellings missing (AUTO's String form)
     AUTO = "auto"  # an id of unknown type: Int64 if every value is an integer, else String
     DATE = "date"  # a day as YYYYMMDD Int64 (from integers, "YYYY-MM-DD" strings or dates)
     DAY = "day"  # the same, in a file that writes YYYYMMDD integers (read as Int64 on the fast path)
@@ -38,7 +39,7 @@ class Kind(str, Enum):
 # reading the columns as text and locating the first bad value with :func:`coerce`).
 CSV_DTYPE: dict[Kind, pl.DataType] = {
     Kind.INT: pl.Int64(), Kind.LABEL: pl.Int8(), Kind.FLOAT: pl.Float64(), Kind.CODE: pl.Float64(),
-    Kind.STR: pl.String(), Kind.AUTO: pl.String(), Kind.DATE: pl.String(), Kind.DAY: pl.Int64(),
+    Kind.STR: pl.String(), Kind.TEXT: pl.String(), Kind.AUTO: pl.String(), Kind.DATE: pl.String(), Kind.DAY: pl.Int64(),
 }
 
 # Text that means "no value" wherever an integer or a number is expected (pandas writes NaN).
@@ -106,10 +107,11 @@ class Where:
 
     path: Path
     has_header: bool | None
+    offset: int = 0  # the file's row at index 0 (a chunk read from the middle of the file)
 
     def row_error(self, column: str | None, index: int, message: str, hint: str | None = None) -> InputError:
-        """An error at data row ``index`` (0-based) of this file."""
-        row = index + 1
+        """An error at data row ``index`` (0-based, from ``offset``) of this file."""
+        row = index + self.offset + 1
         if self.has_header is None:
             at = f"row {row} (1-based)"
         else:
@@ -227,6 +229,11 @@ def _to_float(series: pl.Series) -> tuple[pl.Series, Problem | None]:
 @coercer(Kind.STR)
 def _to_str(series: pl.Series) -> tuple[pl.Series, Problem | None]:
     return series.cast(pl.String), None
+
+
+@coercer(Kind.TEXT)
+def _to_text(series: pl.Series) -> tuple[pl.Series, Problem | None]:
+    return _text(series), None
 
 
 @coercer(Kind.AUTO)

@@ -111,6 +111,32 @@ class _Table:
                              file=str(self.path))
         return coerce(frame, kinds, keys, where)
 
+    def stage(self, names: list[str], kinds: dict[str, Kind], dest: Path) -> Path:
+        """Where :meth:`read_rows` reads this log: a Parquet log itself; a CSV log's ``kinds``
+        columns as written (text) and the extra-field sentinel, streamed once to Parquet ``dest``."""
+        if self.format == "parquet":
+            return self.path
+        try:
+            self._scan({n: pl.String() for n in names}).select(*kinds, EXTRA).sink_parquet(dest)
+        except pl.exceptions.PolarsError as exc:
+            raise InputError(f"cannot be read ({first_line(exc)})", file=str(self.path)) from None
+        return dest
+
+    def read_rows(self, staged: Path, names: list[str], kinds: dict[str, Kind], keys: set[str], start: int,
+                  length: int) -> pl.DataFrame:
+        """Rows ``[start, start + length)`` of this log (from :meth:`stage`), typed and checked as
+        :meth:`read` does (row numbers in errors count from the top of the file)."""
+        where = Where(self.path, self.where.has_header, offset=start)
+        if self.format == "parquet":
+            renames = {raw: name for raw, name in zip(self._raw_names(), names) if raw != name}
+            frame = _collect(pl.scan_parquet(staged).rename(renames).select(list(kinds)).slice(start, length),
+                             self.path)
+        else:
+            frame = _collect(pl.scan_parquet(staged).slice(start, length), self.path)
+            named = "one per header name" if self.has_header else "one per name in data.columns"
+            frame = drop_extra(frame, where, len(names), self.separator, named=named)
+        return coerce(frame, kinds, keys, where)
+
     def _first_line(self) -> list[str]:
         """The fields of line 1 as written (Polars would rename repeated header names; and reading one
         line with Polars maps the whole file)."""
@@ -206,8 +232,65 @@ def _tables(cfg: DataConfig, preset: DatasetPreset, name: str, what: str, *, log
 
 
 # --- loading --------------------------------------------------------------------------------------
-def load(cfg: DataConfig, tasks: list[TaskConfig]) -> LoadedData:
-    """Read, check, type and join everything ``cfg`` (already resolved) names for ``tasks``."""
+@dataclass
+class SourcePlan:
+    """What to read for a resolved config: the log files (each with its column names), the side
+    tables, which table provides each needed column (``owner``: -1 the logs, i side table i)."""
+
+    logs: list[_Table]
+    log_names: list[list[str]]
+    sides: list[tuple[SideTableConfig, list[_Table]]]
+    side_names: list[list[str]]
+    needed: "Needs"
+    owner: dict[str, int]
+
+    @property
+    def log_columns(self) -> list[str]:
+        return [c for c in self.needed if self.owner[c] == -1]
+
+    @property
+    def keys(self) -> set[str]:
+        """Log columns that must hold a value on every row (ids, join keys)."""
+        return {c for c in self.log_columns if "key" in self.needed[c][0]}
+
+    def kinds(self, table: _Table) -> dict[str, Kind]:
+        """The final type of every log column read from ``table``."""
+        return {c: _kind(self.needed[c][0], table.schema, c) for c in self.log_columns}
+
+    def read_sides(self) -> tuple[list[tuple[int, str, pl.DataFrame]], dict]:
+        """The side tables that provide a column, read and checked: ``(index, key, table)``; and the
+        report's ``side_tables`` (``matched``/``missing`` left to the join)."""
+        tables, report = [], {}
+        for index, ((side, parts), names) in enumerate(zip(self.sides, self.side_names)):
+            columns = [c for c in self.needed if self.owner[c] == index]
+            report[side.file] = {"paths": [str(p.path) for p in parts], "key": side.key, "columns": columns,
+                                 "used": bool(columns), "rows": None, "matched": None, "missing": None}
+            if columns:
+                table = _read_side(side, parts, names, columns, self.needed)
+                report[side.file]["rows"] = table.height
+                tables.append((index, side.key, table))
+        return tables, report
+
+    def join_sides(self, frame: pl.DataFrame, tables: list[tuple[int, str, pl.DataFrame]]
+                   ) -> tuple[pl.DataFrame, dict[str, int]]:
+        """``frame`` with the side tables left-joined (one plan), and the rows each side table matched
+        (by file name)."""
+        joined = frame.lazy()
+        for index, key, table in tables:
+            joined = _left_join(joined, table, key, f"{MATCHED}{index}")
+        frame = joined.collect()
+        markers = [c for c in frame.columns if c.startswith(MATCHED)]
+        matched = {}
+        if markers:
+            counts = frame.select(pl.col(m).is_not_null().sum() for m in markers).row(0)
+            for marker, count in zip(markers, counts):
+                matched[self.sides[int(marker[len(MATCHED):])][0].file] = int(count)
+            frame = frame.drop(markers)
+        return frame, matched
+
+
+def plan_sources(cfg: DataConfig, tasks: list[TaskConfig]) -> SourcePlan:
+    """Locate the files of ``cfg`` (already resolved), check their headers and the needed columns."""
     preset = get_preset(cfg.dataset)
     logs = [t for name in cfg.files for t in _tables(cfg, preset, name, "log file", log=True)]
     sides = [(side, _tables(cfg, preset, side.file, "side table", log=False, separator=side.separator))
@@ -216,41 +299,37 @@ def load(cfg: DataConfig, tasks: list[TaskConfig]) -> LoadedData:
     log_names = [t.names() for t in logs]
     side_names = [parts[0].names() for _, parts in sides]
     owner = _assign(needed, logs[0].path, log_names[0], sides, side_names)
-
-    log_columns = [c for c in needed if owner[c] == -1]
-    keys = {c for c in log_columns if "key" in needed[c][0]}
-    frames, files, log_parts = [], {}, []
+    plan = SourcePlan(logs, log_names, sides, side_names, needed, owner)
     for table, names in zip(logs, log_names):
-        _require(table.path, names, log_columns, needed)
-        frame = table.read(names, {c: _kind(needed[c][0], table.schema, c) for c in log_columns}, keys)
+        _require(table.path, names, plan.log_columns, needed)
+    return plan
+
+
+def loaded_report(cfg: DataConfig, rows: int, files: dict, side_report: dict, matched: dict[str, int],
+                  columns: dict[str, str], nulls: dict[str, int]) -> dict:
+    """``LoadedData.report`` from what loading counted."""
+    for file, count in matched.items():
+        side_report[file]["matched"], side_report[file]["missing"] = count, rows - count
+    return {
+        "dataset": cfg.dataset, "variant": cfg.variant, "rows": rows, "files": files,
+        "side_tables": side_report, "columns": columns, "missing_values": {n: v for n, v in nulls.items() if v},
+    }
+
+
+def load(cfg: DataConfig, tasks: list[TaskConfig]) -> LoadedData:
+    """Read, check, type and join everything ``cfg`` (already resolved) names for ``tasks``."""
+    plan = plan_sources(cfg, tasks)
+    frames, files, log_parts = [], {}, []
+    for table, names in zip(plan.logs, plan.log_names):
+        frame = table.read(names, plan.kinds(table), plan.keys)
         files[str(table.path)] = frame.height
         frames.append(frame)
         log_parts.append((table.where, frame.height))
     frame = pl.concat(frames, how="vertical_relaxed")
-
-    side_report, joined = {}, frame.lazy()
-    for index, ((side, parts), names) in enumerate(zip(sides, side_names)):
-        columns = [c for c in needed if owner[c] == index]
-        side_report[side.file] = {"paths": [str(p.path) for p in parts], "key": side.key, "columns": columns,
-                                  "used": bool(columns), "rows": None, "matched": None, "missing": None}
-        if columns:
-            table = _read_side(side, parts, names, columns, needed)
-            side_report[side.file]["rows"] = table.height
-            joined = _left_join(joined, table, side.key, f"{MATCHED}{index}")
-    frame = joined.collect()  # all joins in one plan
-    markers = [c for c in frame.columns if c.startswith(MATCHED)]
-    if markers:
-        matched = frame.select(pl.col(m).is_not_null().sum() for m in markers).row(0)
-        for marker, count in zip(markers, matched):
-            entry = side_report[sides[int(marker[len(MATCHED):])][0].file]
-            entry["matched"], entry["missing"] = int(count), frame.height - int(count)
-        frame = frame.drop(markers)
-    nulls = frame.null_count().row(0, named=True)
-    report = {
-        "dataset": cfg.dataset, "variant": cfg.variant, "rows": frame.height, "files": files,
-        "side_tables": side_report, "columns": {n: str(t) for n, t in frame.schema.items()},
-        "missing_values": {n: v for n, v in nulls.items() if v},
-    }
+    tables, side_report = plan.read_sides()
+    frame, matched = plan.join_sides(frame, tables)
+    report = loaded_report(cfg, frame.height, files, side_report, matched,
+                           {n: str(t) for n, t in frame.schema.items()}, frame.null_count().row(0, named=True))
     return LoadedData(frame=frame, report=report, logs=log_parts)
 
 

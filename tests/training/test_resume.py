@@ -34,14 +34,20 @@ def kill_after_first_checkpoint(args: list[str], run_dir) -> int:
     return read_json(pointer)["step"]
 
 
-def test_sigkill_then_resume_ends_with_the_uninterrupted_metrics(demo_root, tmp_path):
+# The blocks reader (data/block_stream.py) with blocks small enough that the demo spans many windows.
+READERS = {"memory": [], "blocks": ["data.reader=blocks", "data.block_rows=200", "data.window_blocks=3"]}
+
+
+@pytest.mark.parametrize("reader", list(READERS))
+def test_sigkill_then_resume_ends_with_the_uninterrupted_metrics(demo_root, tmp_path, reader):
     whole, killed = tmp_path / "whole", tmp_path / "killed"
-    assert run_cli(*train_args(demo_root, whole, *SCHEDULE)) == 0
-    step = kill_after_first_checkpoint(train_args(demo_root, killed, *SCHEDULE), killed)
+    schedule = [*SCHEDULE, *READERS[reader]]
+    assert run_cli(*train_args(demo_root, whole, *schedule)) == 0
+    step = kill_after_first_checkpoint(train_args(demo_root, killed, *schedule), killed)
     assert 0 < step < 120
     assert not (killed / "run_summary.json").exists()
 
-    assert run_cli(*train_args(demo_root, killed, *SCHEDULE), "--resume") == 0
+    assert run_cli(*train_args(demo_root, killed, *schedule), "--resume") == 0
     a, b = read_json(whole / "run_summary.json"), read_json(killed / "run_summary.json")
     assert a["steps"] == b["steps"] == 120
     for task, entry in a["val"].items():

@@ -48,16 +48,6 @@ from ...errors import InputError, did_you_mean
 AS_INTEGERS, AS_TEXT = "integers", "text"
 
 
-@dataclass(frozen=True)
-class _RowsFrom(Where):
-    """``Where`` for a batch that starts at data row ``offset`` (0-based) of the file."""
-
-    offset: int = 0
-
-    def row_error(self, column: str | None, index: int, message: str, hint: str | None = None) -> InputError:
-        return super().row_error(column, index + self.offset, message, hint)
-
-
 @dataclass
 class RawBatch:
     """One batch: ``features`` (the typed, joined columns the encoder reads) and ``ids`` (the id and
@@ -191,7 +181,7 @@ class RawRows:
                 raise ragged_row_error(where, offset + int(extra.is_not_null().arg_max()), len(self.names),
                                        self.table.separator, named)
             raw = raw.drop(EXTRA)
-        at = _RowsFrom(where.path, where.has_header, offset)
+        at = Where(where.path, where.has_header, offset)
         standard = {c: k for c, k in self.kinds.items() if isinstance(k, Kind)}
         typed = coerce(raw.select(self.columns), standard, self.keys, at)
         typed = typed.with_columns(_as_vocabulary(raw.get_column(c), k, c in self.keys, at)
