@@ -67,10 +67,13 @@ def signed_batch_sums(block: MatrixBlock | MixtureBlock, source: Tensor) -> Tens
     """K x F (float64): a_i = Σ_b sign(source_b) ⊙ g_{i,b}, the batch on dim 0 of a representation
     (dim 1 of a mixture's experts ``[E, B, H]``; a 0-dim source has no batch)."""
     sign = torch.sign(source.detach())
-    if isinstance(block, MixtureBlock):
-        k = block.weights.shape[0]
-        return torch.einsum("kbe,kbh,ebh->keh", block.weights.to(_F64), block.delta.to(_F64),
-                            sign.to(_F64)).reshape(k, -1)
+    if isinstance(block, MixtureBlock):  # one expert at a time: never the K x B x E x H product
+        weights, delta, sign = block.weights.to(_F64), block.delta.to(_F64), sign.to(_F64)
+        k, _, e = weights.shape
+        out = torch.empty(k, e, delta.shape[2], dtype=_F64, device=delta.device)
+        for j in range(e):  # a[k, j, h] = Σ_b w[k, b, j] δ[k, b, h] sign[j, b, h]
+            out[:, j] = torch.bmm(weights[:, :, j].unsqueeze(1), delta * sign[j]).squeeze(1)
+        return out.reshape(k, -1)
     k = block.matrix.shape[0]
     if source.dim() == 0:
         return block.matrix.to(_F64) * sign.to(_F64)
@@ -82,10 +85,13 @@ def signed_batch_sums(block: MatrixBlock | MixtureBlock, source: Tensor) -> Tens
 def masked_sum(block: MatrixBlock | MixtureBlock, source: Tensor, keep: Tensor, batched: bool = True) -> Tensor:
     """``Σ_i keep_i ⊙ g_i`` shaped like ``source``; ``keep`` (K x F) repeats over the batch
     (``batched``: a representation; else one factor per coordinate, parameters)."""
-    if isinstance(block, MixtureBlock):
-        k, _, e = block.weights.shape
+    if isinstance(block, MixtureBlock):  # one expert at a time: never the K x B x E x H product
+        k, b, e = block.weights.shape
         factor = keep.to(block.delta).reshape(k, e, -1)  # [K, E, H]
-        return torch.einsum("kbe,kbh,keh->ebh", block.weights, block.delta, factor)
+        out = torch.empty(e, b, block.delta.shape[2], dtype=block.delta.dtype, device=block.delta.device)
+        for j in range(e):  # out[j, b, h] = Σ_k w[k, b, j] δ[k, b, h] keep[k, j, h]
+            torch.sum(block.delta * factor[:, j].unsqueeze(1) * block.weights[:, :, j].unsqueeze(2), 0, out=out[j])
+        return out
     k = block.matrix.shape[0]
     if not batched or source.dim() == 0:
         return (block.matrix * keep.to(block.matrix)).sum(0).reshape(source.shape)
