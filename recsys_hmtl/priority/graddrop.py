@@ -67,13 +67,14 @@ def signed_batch_sums(block: MatrixBlock | MixtureBlock, source: Tensor) -> Tens
     """K x F (float64): a_i = Σ_b sign(source_b) ⊙ g_{i,b}, the batch on dim 0 of a representation
     (dim 1 of a mixture's experts ``[E, B, H]``; a 0-dim source has no batch)."""
     sign = torch.sign(source.detach())
-    if isinstance(block, MixtureBlock):  # one expert at a time: never the K x B x E x H product
-        weights, delta, sign = block.weights.to(_F64), block.delta.to(_F64), sign.to(_F64)
+    if isinstance(block, MixtureBlock):  # one expert at a time: never the K x B x E x H product,
+        # in the gradients' own precision (as LibMTL sums them), the K x E·H result in float64
+        weights, delta, sign = block.weights, block.delta, sign.to(block.delta.dtype)
         k, _, e = weights.shape
-        out = torch.empty(k, e, delta.shape[2], dtype=_F64, device=delta.device)
+        out = torch.empty(k, e, delta.shape[2], dtype=delta.dtype, device=delta.device)
         for j in range(e):  # a[k, j, h] = Σ_b w[k, b, j] δ[k, b, h] sign[j, b, h]
             out[:, j] = torch.bmm(weights[:, :, j].unsqueeze(1), delta * sign[j]).squeeze(1)
-        return out.reshape(k, -1)
+        return out.reshape(k, -1).to(_F64)
     k = block.matrix.shape[0]
     if source.dim() == 0:
         return block.matrix.to(_F64) * sign.to(_F64)
@@ -182,7 +183,7 @@ class GradDropStage(GradientStage):
         norms = gram.diagonal().clamp_min(0).sqrt()
         self.record("grad_norm", norms)
         self._diagnostics["direction_norm"] = float(
-            sum(float(d.detach().double().pow(2).sum()) for d in directions) ** 0.5)
+            sum(float(torch.linalg.vector_norm(d.detach(), dtype=_F64)) ** 2 for d in directions) ** 0.5)
         return stacked.detach().sum()
 
     def extra_repr(self) -> str:
