@@ -61,10 +61,10 @@ class AutoLambdaStage(LossStage):
         self.record("weight", weights)
         return (weights * losses).sum()                                      # Σ λ_i L_i, Eq. 3
 
-    def meta_objective(self, losses: Mapping[str, Tensor]) -> Tensor:
-        """Σ_{i ∈ primary} L_i on the meta batch (Eq. 4's outer loss)."""
+    def meta_objectives(self, losses: Mapping[str, Tensor]) -> list[Tensor]:
+        """One: Σ_{i ∈ primary} L_i on the meta batch (Eq. 4's outer loss)."""
         stacked = self.stack(losses)
-        return (self.primary.to(stacked) * stacked).sum()
+        return [(self.primary.to(stacked) * stacked).sum()]
 
     def train_objective(self, losses: Mapping[str, Tensor]) -> Tensor:
         """Σ λ_i L_i without diagnostics (the virtual step and the finite differences)."""
@@ -72,9 +72,9 @@ class AutoLambdaStage(LossStage):
         return (self.weights.to(stacked) * stacked).sum()
 
     @torch.no_grad()
-    def meta_update(self, grad: Tensor) -> None:
-        """One Adam step of λ along the hypergradient ``grad`` ``[K]`` (Eq. 5)."""
-        grad = grad.detach().to(self.weights)
+    def meta_update(self, hypergradients: Tensor) -> None:
+        """One Adam step of λ along the hypergradient (``[1, K]``: of the one meta objective, Eq. 5)."""
+        grad = hypergradients.detach().to(self.weights).reshape(-1)
         if not bool(torch.isfinite(grad).all()):
             raise FloatingPointError(f"stage '{self.name}': non-finite hypergradient {grad.tolist()}")
         b1, b2 = self.BETAS

@@ -51,6 +51,7 @@ class LossStage(nn.Module):
     # Learns from a second (held-out) batch each step through a virtual step (Auto-Lambda): the
     # training job runs its meta step in bilevel mode.
     needs_meta_batch: ClassVar[bool] = False
+    exact_hypergradient: ClassVar[bool] = False  # the meta step's H from the task gradients, not a difference
     # Gradient stages: where the training job may take the per-task gradients (``stage.grad_mode``):
     # at the shared representation (``rep``, the default) and/or at the shared dense parameters.
     grad_modes: ClassVar[tuple[str, ...]] = ("rep", "params")
