@@ -105,29 +105,60 @@ REMAINDER_POLICIES: dict[str, Remainder] = {
 }
 
 
-class BatchStream:
-    """Iterable of :class:`Batch` for one rank: ``for batch in stream`` reads the current epoch
-    (``set_epoch``, as with ``DistributedSampler``). ``len(stream)`` is the number of batches, equal on
-    every rank. ``drop_last`` drops a final batch smaller than ``batch_size`` (on every rank alike).
-    ``rows``: read only these rows of ``arrays`` (a held-out slice; no copy), else all of them."""
+class RankBatches:
+    """What every reader's stream shares: the checks of its arguments, the epoch (``set_epoch``, as
+    with ``DistributedSampler``), and the number of batches of one rank (``len``: equal on every rank;
+    ``drop_last`` drops a final batch smaller than ``batch_size`` on every rank alike). Subclasses give
+    :meth:`total_rows` and :meth:`batches`."""
 
-    def __init__(self, arrays: EncodedArrays, batch_size: int, *, shuffle: bool = False, seed: int = 0,
-                 rank: int = 0, world_size: int = 1, drop_last: bool = False, remainder: str = "drop",
-                 rows: np.ndarray | None = None) -> None:
+    def __init__(self, batch_size: int, *, shuffle: bool, seed: int, rank: int, world_size: int,
+                 drop_last: bool, remainder: str) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         if world_size < 1 or not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} of world_size {world_size} is not a valid rank")
         if remainder not in REMAINDER_POLICIES:
             raise ValueError(f"remainder must be one of {sorted(REMAINDER_POLICIES)}, got {remainder!r}")
-        self.arrays, self.batch_size = arrays, batch_size
-        self.shuffle, self.seed, self.rank, self.world_size = shuffle, seed, rank, world_size
-        self.drop_last, self.remainder = drop_last, remainder
-        self.rows = None if rows is None else np.asarray(rows, dtype=np.int64)
+        self.batch_size, self.shuffle, self.seed = batch_size, shuffle, seed
+        self.rank, self.world_size, self.drop_last, self.remainder = rank, world_size, drop_last, remainder
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
+
+    def total_rows(self) -> int:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def batches(self, start: int = 0) -> Iterator[Batch]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def part_rows(self) -> int:
+        """The rows one rank reads in an epoch (``remainder``: drop or pad the rows left over)."""
+        n, world = self.total_rows(), self.world_size
+        return n // world if self.remainder == "drop" else -(-n // world)
+
+    def __len__(self) -> int:
+        rows = self.part_rows()
+        return rows // self.batch_size if self.drop_last else -(-rows // self.batch_size)
+
+    def __iter__(self) -> Iterator[Batch]:
+        return self.batches()
+
+
+class BatchStream(RankBatches):
+    """Iterable of :class:`Batch` for one rank: ``for batch in stream`` reads the current epoch.
+    ``rows``: read only these rows of ``arrays`` (a held-out slice; no copy), else all of them."""
+
+    def __init__(self, arrays: EncodedArrays, batch_size: int, *, shuffle: bool = False, seed: int = 0,
+                 rank: int = 0, world_size: int = 1, drop_last: bool = False, remainder: str = "drop",
+                 rows: np.ndarray | None = None) -> None:
+        super().__init__(batch_size, shuffle=shuffle, seed=seed, rank=rank, world_size=world_size,
+                         drop_last=drop_last, remainder=remainder)
+        self.arrays = arrays
+        self.rows = None if rows is None else np.asarray(rows, dtype=np.int64)
+
+    def total_rows(self) -> int:
+        return len(self.arrays) if self.rows is None else len(self.rows)
 
     def order(self, epoch: int | None = None) -> np.ndarray:
         """The rows of the whole split in the order of ``epoch`` (a permutation when shuffling)."""
@@ -142,17 +173,6 @@ class BatchStream:
         order = REMAINDER_POLICIES[self.remainder](self.order(epoch), self.world_size)
         per_rank = len(order) // self.world_size
         return order[self.rank * per_rank:(self.rank + 1) * per_rank]
-
-    def _shard_rows(self) -> int:
-        n, world = len(self.arrays) if self.rows is None else len(self.rows), self.world_size
-        return n // world if self.remainder == "drop" else -(-n // world)
-
-    def __len__(self) -> int:
-        rows = self._shard_rows()
-        return rows // self.batch_size if self.drop_last else -(-rows // self.batch_size)
-
-    def __iter__(self) -> Iterator[Batch]:
-        return self.batches()
 
     def batches(self, start: int = 0) -> Iterator[Batch]:
         """The batches of the current epoch from batch ``start`` on (resuming mid-epoch)."""

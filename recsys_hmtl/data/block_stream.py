@@ -24,14 +24,14 @@ import numpy as np
 import polars as pl
 
 from .batch import Batch
-from .batches import REMAINDER_POLICIES, EncodedArrays
+from .batches import EncodedArrays, RankBatches
 from .spec import FeatureSpec
 from .split_source import EncodedSplit
 
 WINDOW_BLOCKS = 4  # blocks shuffled together (``data.window_blocks``)
 
 
-class BlockStream:
+class BlockStream(RankBatches):
     """One rank's batches of ``source`` read a window of blocks at a time (see the module docstring);
     the interface of :class:`~recsys_hmtl.data.batches.BatchStream`."""
 
@@ -39,33 +39,15 @@ class BlockStream:
                  shuffle: bool = False, seed: int = 0, rank: int = 0, world_size: int = 1,
                  drop_last: bool = False, remainder: str = "drop", block_rows: int = 65_536,
                  window_blocks: int = WINDOW_BLOCKS) -> None:
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-        if world_size < 1 or not 0 <= rank < world_size:
-            raise ValueError(f"rank {rank} of world_size {world_size} is not a valid rank")
-        if remainder not in REMAINDER_POLICIES:
-            raise ValueError(f"remainder must be one of {sorted(REMAINDER_POLICIES)}, got {remainder!r}")
+        super().__init__(batch_size, shuffle=shuffle, seed=seed, rank=rank, world_size=world_size,
+                         drop_last=drop_last, remainder=remainder)
         if block_rows < 1 or window_blocks < 1:
             raise ValueError(f"block_rows and window_blocks must be at least 1, got {block_rows}, {window_blocks}")
         self.source, self.features, self.tasks = source, features, list(tasks)
-        self.batch_size, self.shuffle, self.seed = batch_size, shuffle, seed
-        self.rank, self.world_size, self.drop_last, self.remainder = rank, world_size, drop_last, remainder
         self.block_rows, self.window_rows = block_rows, block_rows * (window_blocks if shuffle else 1)
-        self.epoch = 0
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def _part_rows(self) -> int:
-        n, world = len(self.source), self.world_size
-        return n // world if self.remainder == "drop" else -(-n // world)
-
-    def __len__(self) -> int:
-        rows = self._part_rows()
-        return rows // self.batch_size if self.drop_last else -(-rows // self.batch_size)
-
-    def __iter__(self) -> Iterator[Batch]:
-        return self.batches()
+    def total_rows(self) -> int:
+        return len(self.source)
 
     def block_order(self, epoch: int | None = None) -> np.ndarray:
         """The blocks in the order of ``epoch`` (a permutation when shuffling)."""
@@ -77,7 +59,7 @@ class BlockStream:
 
     def batches(self, start: int = 0) -> Iterator[Batch]:
         """The batches of the current epoch from batch ``start`` on (resuming mid-epoch)."""
-        part = self._part_rows()
+        part = self.part_rows()
         stop = min(part, len(self) * self.batch_size)
         first = part * self.rank  # this rank's part of the epoch's sequence
         order = self.block_order()

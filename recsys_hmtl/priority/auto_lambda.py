@@ -27,6 +27,7 @@ from torch import Tensor
 
 from ._hparams import positive
 from .base import LossStage
+from .meta_adam import adam_step
 from .registry import register_stage
 from .support import StageProfile
 
@@ -38,7 +39,6 @@ class AutoLambdaStage(LossStage):
     profile = StageProfile("learned", "4 extra forwards and 2 dense backwards a step", "O(K) + a copy of "
                            "the dense parameters")
     needs_meta_batch = True
-    BETAS, ADAM_EPS = (0.9, 0.999), 1e-8  # torch.optim.Adam's defaults, which the official code uses
 
     def __init__(self, tasks: Sequence[str], init: float = 0.1, meta_lr: float = 1e-4, alpha: float = 0.1,
                  primary: Sequence[str] | None = None) -> None:
@@ -77,13 +77,7 @@ class AutoLambdaStage(LossStage):
         grad = hypergradients.detach().to(self.weights).reshape(-1)
         if not bool(torch.isfinite(grad).all()):
             raise FloatingPointError(f"stage '{self.name}': non-finite hypergradient {grad.tolist()}")
-        b1, b2 = self.BETAS
-        self.meta_steps += 1
-        t = int(self.meta_steps)
-        self.exp_avg.mul_(b1).add_(grad, alpha=1 - b1)
-        self.exp_avg_sq.mul_(b2).addcmul_(grad, grad, value=1 - b2)
-        denom = (self.exp_avg_sq / (1 - b2 ** t)).sqrt_().add_(self.ADAM_EPS)
-        self.weights.addcdiv_(self.exp_avg, denom, value=-self.meta_lr / (1 - b1 ** t))
+        adam_step(self.weights, grad, self.exp_avg, self.exp_avg_sq, self.meta_steps, self.meta_lr)
         self.record("hypergradient", grad)
 
     def extra_repr(self) -> str:

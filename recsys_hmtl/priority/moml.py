@@ -31,6 +31,7 @@ from torch import Tensor
 
 from ._hparams import positive
 from .base import LossStage
+from .meta_adam import adam_step
 from .min_norm import min_norm_weights
 from .registry import register_stage
 from .support import StageProfile
@@ -43,7 +44,6 @@ class MOMLStage(LossStage):
                            "O(K²) + a copy of the dense parameters")
     needs_meta_batch = True
     exact_hypergradient = True  # the official code differentiates through the virtual step: exact
-    BETAS, ADAM_EPS = (0.9, 0.999), 1e-8  # torch.optim.Adam's defaults, which the official code uses
 
     def __init__(self, tasks: Sequence[str], meta_lr: float = 1e-3, alpha: float = 1e-4, mgda: bool = True) -> None:
         super().__init__(tasks)
@@ -89,16 +89,7 @@ class MOMLStage(LossStage):
         else:
             s = torch.ones(self.num_tasks, dtype=torch.float64)
         self.record("mgda", s)
-        self._adam((s @ g).to(self.logits))
-
-    def _adam(self, grad: Tensor) -> None:
-        b1, b2 = self.BETAS
-        self.meta_steps += 1
-        t = int(self.meta_steps)
-        self.exp_avg.mul_(b1).add_(grad, alpha=1 - b1)
-        self.exp_avg_sq.mul_(b2).addcmul_(grad, grad, value=1 - b2)
-        denom = (self.exp_avg_sq / (1 - b2 ** t)).sqrt_().add_(self.ADAM_EPS)
-        self.logits.addcdiv_(self.exp_avg, denom, value=-self.meta_lr / (1 - b1 ** t))
+        adam_step(self.logits, (s @ g).to(self.logits), self.exp_avg, self.exp_avg_sq, self.meta_steps, self.meta_lr)
 
     def extra_repr(self) -> str:
         return f"tasks={list(self.tasks)}, meta_lr={self.meta_lr}, alpha={self.alpha}, mgda={self.mgda}"
