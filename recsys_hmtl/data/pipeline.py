@@ -6,8 +6,8 @@ the log and ``report["cache"]``). A hit opens the splits' files without decoding
 (:class:`~recsys_hmtl.data.split_source.EncodedSplit`): the ``memory`` reader (``data.reader``,
 default) then reads a split whole when it is first streamed; the ``blocks`` reader never does
 (:mod:`~recsys_hmtl.data.block_stream`), and on a miss it prepares the data chunk by chunk straight
-into the cache entry (:mod:`~recsys_hmtl.data.chunked`), so memory is bounded in both. Validation happens before anything is written, so bad input leaves
-no cache entry. A cache entry that cannot be read back is logged, removed and written again.
+into the cache entry (:mod:`~recsys_hmtl.data.chunked`), so memory is bounded in both. Validation
+happens before anything is written, so bad input leaves no cache entry. A cache entry that cannot be read back is logged, removed and written again.
 
 Rows of a date split dated outside ``data.split.date_range`` are refused or dropped before the split
 (:mod:`~recsys_hmtl.data.dates`).
@@ -160,16 +160,18 @@ def _write_chunked(entry: CacheEntry, cfg: DataConfig, resolved: list[TaskConfig
     """Prepare chunk by chunk (:mod:`~recsys_hmtl.data.chunked`) into ``entry``, then open it."""
     try:
         workdir = working_folder(entry.path.parent)
-    except OSError as exc:
-        raise InputError(f"data.reader: blocks prepares the data into the cache, and {entry.path.parent} cannot "
-                         f"be written ({exc})", key="data.cache_dir", hint="set data.cache_dir to a writable folder")
-    try:
-        result = encode_chunked(cfg, resolved, workdir)
-        result.documents["report"].update(cache=f"miss, wrote {entry.path}", cache_hit=False,
-                                          cache_dir=str(entry.path))
-        entry.write(result.splits, result.documents)
-    finally:
-        discard(workdir)
+        try:
+            result = encode_chunked(cfg, resolved, workdir)
+            result.documents["report"].update(cache=f"miss, wrote {entry.path}", cache_hit=False,
+                                              cache_dir=str(entry.path))
+            entry.write(result.splits, result.documents)
+        finally:
+            discard(workdir)
+    except OSError as exc:  # unwritable, or full: the chunks and the entry live in the cache folder
+        raise InputError(f"data.reader: blocks prepares the data in the cache folder {entry.path.parent}, which "
+                         f"cannot be written ({exc})", key="data.cache_dir",
+                         hint="set data.cache_dir to a writable folder with room for about twice the encoded "
+                              "data") from None
     log.info("cache: miss, wrote %s (chunk by chunk)", entry.path)
     prepared = _read_entry(entry, [t.name for t in resolved])
     prepared.report.update(cache=f"miss, wrote {entry.path}", cache_hit=False)

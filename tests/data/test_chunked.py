@@ -148,3 +148,11 @@ def test_a_row_with_an_extra_field_deep_in_a_file_is_named_alike(root):
     (root / LOG).write_text("\n".join(lines) + "\n")
     memory, blocks = _errors(DataConfig(dataset="kuairand", root=str(root)))
     assert memory == blocks and "row 1650 (line 1651 of the file): 20 fields, expected 19" in memory[0]
+
+
+def test_a_cache_folder_that_cannot_be_written_is_named(root):
+    blocked = root / "not-a-folder"
+    blocked.write_text("a file where the cache folder should be")
+    with pytest.raises(InputError, match="cannot be written") as info:
+        prepare(DataConfig(dataset="kuairand", root=str(root), reader="blocks", cache_dir=str(blocked / "cache")), [])
+    assert info.value.key == "data.cache_dir"
