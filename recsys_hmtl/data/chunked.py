@@ -59,7 +59,7 @@ class _Chunk:
 @dataclass
 class ChunkedResult:
     """What the chunked preparation leaves for the cache entry: each split as a scan of its parts
-    (in the working folder), the documents, the encoder."""
+    (in the working folder) and the entry's documents (features, encoder, report)."""
 
     splits: dict[str, pl.LazyFrame]
     documents: dict[str, dict]
@@ -79,7 +79,7 @@ def encode_chunked(cfg: DataConfig, tasks: list[TaskConfig], workdir: Path,
     # 2. fit: the cut, then the training rows' statistics and the users
     position = sum(c.rows for c in chunks)
     cut.fit(counted.seen, position)
-    fit, users, split_rows = None, [], np.zeros(len(SPLITS), dtype=np.int64)
+    fit, users, split_rows = None, None, np.zeros(len(SPLITS), dtype=np.int64)
     for chunk in chunks:
         frame = staged.typed(chunk)
         codes = cut.codes(frame, chunk.start)
@@ -87,11 +87,12 @@ def encode_chunked(cfg: DataConfig, tasks: list[TaskConfig], workdir: Path,
         part = fit_statistics(frame, pl.Series(codes == 0), cfg.sparse, cfg.dense)
         fit = part if fit is None else fit.merge(part)
         if cfg.user_column is not None:
-            users = [pl.concat([*users, frame.get_column(cfg.user_column).unique()]).unique()]
+            seen = frame.get_column(cfg.user_column).unique()
+            users = seen if users is None else pl.concat([users, seen]).unique()
     split_info = cut.finish(split_rows, position)
     split_info.update(counted.range_info)
     encoder = encoder_from_fit(fit, cfg.sparse, cfg.dense, cfg.min_count)
-    group = group_index(users[0].sort() if users else None)
+    group = group_index(users)
 
     # 3. encode each chunk into its splits' parts
     task_names = [t.name for t in tasks]
