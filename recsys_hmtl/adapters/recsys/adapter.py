@@ -93,7 +93,7 @@ class RecsysAdapter(TaskAdapter):
     def holdout_streams(self, plan, prepared, batch_size, *, fraction, seed, rank, world_size):
         """The training split less a held-out slice of ``fraction`` of its rows (drawn once from a
         fixed seed: the same slice for every run seed) and the slice."""
-        rows = len(prepared.splits["train"])
+        rows = len(prepared.sources["train"])
         held = max(1, int(round(fraction * rows)))
         order = np.random.default_rng(HOLDOUT_SEED).permutation(rows)
         streams = [prepared.stream("train", batch_size, shuffle=True, seed=seed + offset, rank=rank,
