@@ -19,7 +19,6 @@ forwards and 1 + J dense backwards a step (exact: 2 forwards and 1 + J + K backw
 
 from __future__ import annotations
 
-
 import torch
 
 from ..priority import NonFiniteLossError
