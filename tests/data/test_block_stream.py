@@ -123,3 +123,17 @@ def test_a_cached_file_is_read_window_by_window(tmp_path):
     assert max(reads) <= 10 and sum(reads) == 160
     from_memory = [_rows(b) for b in _stream(EncodedSplit(frame=_split(160)), shuffle=True, seed=4)]
     assert from_file == from_memory
+
+
+@pytest.mark.parametrize("fields,key", [({"reader": "blockz"}, "data.reader"), ({"block_rows": 0}, "data.block_rows"),
+                                        ({"window_blocks": 0}, "data.window_blocks")])
+def test_reader_settings_are_checked_before_any_file_is_read(tmp_path, fields, key):
+    from recsys_hmtl.data.config import DataConfig
+    from recsys_hmtl.data.presets import resolve
+    from recsys_hmtl.errors import InputError
+
+    with pytest.raises(InputError) as info:
+        resolve(DataConfig(dataset="kuairand", root=str(tmp_path / "absent"), **fields), [])
+    assert info.value.key == key
+    if key == "data.reader":
+        assert "blocks" in str(info.value)  # did you mean
