@@ -31,6 +31,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, ClassVar, Iterator, Mapping, Protocol
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -69,6 +70,17 @@ class AdapterPlan:
     task_configs: tuple[Any, ...]
     model_name: str = ""
     model_hparams: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+
+
+HOLDOUT_SEED = 4004  # bilevel mode's held-out slice of a training split: one fixed draw for every run seed
+
+
+def holdout_rows(rows: int, fraction: float) -> tuple[np.ndarray, np.ndarray]:
+    """(the rows kept for training, the held-out ``fraction`` of them, at least one), each sorted:
+    the slice :meth:`TaskAdapter.holdout_streams` reads, the same for every run seed."""
+    held = max(1, int(round(fraction * rows)))
+    order = np.random.default_rng(HOLDOUT_SEED).permutation(rows)
+    return np.sort(order[held:]), np.sort(order[:held])
 
 
 class BatchStream(Protocol):

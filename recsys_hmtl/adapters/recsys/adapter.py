@@ -12,7 +12,6 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-import numpy as np
 
 from ...data.config import DataConfig, TaskConfig
 from ...data.pipeline import PreparedData, prepare_resolved
@@ -22,12 +21,11 @@ from ...errors import InputError, did_you_mean
 from ...evaluation.report import build_report
 from ...models import available_models, build_model
 from ...priority.registry import STAGES
-from ...training.adapter import ADAPTERS, AdapterPlan, TaskAdapter
+from ...training.adapter import ADAPTERS, AdapterPlan, TaskAdapter, holdout_rows
 from .scoring import score_split
 from .sharding import ShardingConfig, shard_model
 from .trainable import ShardedTower
 
-HOLDOUT_SEED = 4004  # bilevel mode's held-out slice of the training split: one fixed draw
 
 def model_hparams(model_name: str, hparams: dict) -> dict:
     """The hyper-parameters of backbone ``model_name``: its own section
@@ -93,12 +91,10 @@ class RecsysAdapter(TaskAdapter):
     def holdout_streams(self, plan, prepared, batch_size, *, fraction, seed, rank, world_size):
         """The training split less a held-out slice of ``fraction`` of its rows (drawn once from a
         fixed seed: the same slice for every run seed) and the slice."""
-        rows = len(prepared.sources["train"])
-        held = max(1, int(round(fraction * rows)))
-        order = np.random.default_rng(HOLDOUT_SEED).permutation(rows)
+        kept, held = holdout_rows(len(prepared.sources["train"]), fraction)
         streams = [prepared.stream("train", batch_size, shuffle=True, seed=seed + offset, rank=rank,
-                                   world_size=world_size, rows=np.sort(part))
-                   for offset, part in ((0, order[held:]), (1, order[:held]))]
+                                   world_size=world_size, rows=part)
+                   for offset, part in ((0, kept), (1, held))]
         return streams[0], streams[1]
 
     def check_bilevel(self, plan) -> None:

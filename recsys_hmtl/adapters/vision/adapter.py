@@ -30,14 +30,13 @@ import numpy as np
 import torch
 
 from ...errors import InputError, did_you_mean
-from ...training.adapter import ADAPTERS, AdapterPlan, TaskAdapter, Trainable, given_task_names
+from ...training.adapter import ADAPTERS, AdapterPlan, TaskAdapter, Trainable, given_task_names, holdout_rows
 from .config import VisionDataConfig, resolve_data
 from .data import ImageStream, VisionData, input_files, prepare
 from .metrics import task_report
 from .model import HPARAMS, MODELS, VisionModel, build_model
 from .multimnist import TASKS as MULTIMNIST_TASKS
 
-HOLDOUT_SEED = 4004  # bilevel mode's held-out slice of the training images: one fixed draw
 
 
 @ADAPTERS.register("vision")
@@ -96,11 +95,9 @@ class VisionAdapter(TaskAdapter):
     def holdout_streams(self, plan, prepared: VisionData, batch_size, *, fraction, seed, rank, world_size):
         """The training images less a held-out slice of ``fraction`` of them (one fixed draw) and the
         slice: the meta batches of ``auto_lambda`` (bilevel mode)."""
-        rows = len(prepared.splits["train"])
-        held = max(1, int(round(fraction * rows)))
-        order = np.random.default_rng(HOLDOUT_SEED).permutation(rows)
-        return (ImageStream(prepared, "train", batch_size, shuffle=True, seed=seed, rows=np.sort(order[held:])),
-                ImageStream(prepared, "train", batch_size, shuffle=True, seed=seed + 1, rows=np.sort(order[:held])))
+        kept, held = holdout_rows(len(prepared.splits["train"]), fraction)
+        return (ImageStream(prepared, "train", batch_size, shuffle=True, seed=seed, rows=kept),
+                ImageStream(prepared, "train", batch_size, shuffle=True, seed=seed + 1, rows=held))
 
     def check_bilevel(self, plan) -> None:
         raise InputError("bilevel mode's stationarity constraints need independent linear task heads (the "
