@@ -203,17 +203,18 @@ def fit_encoder(frame: pl.DataFrame, train: pl.Series, sparse: list[SparseFeatur
 class FitStatistics:
     """What fitting counts on training rows, mergeable over chunks of them (:meth:`merge`):
     ``counts`` per sparse feature (``value``, ``count``), ``moments`` per normalised dense feature
-    (rows with a value, mean, sum of squared deviations), ``values`` of the bucketised ones."""
+    (rows with a value, mean, sum of squared deviations), ``values`` of the bucketised ones (the
+    chunks' arrays, joined once when fitting)."""
 
     counts: list[pl.DataFrame]
     moments: dict[str, tuple[int, float, float]]
-    values: list[np.ndarray]
+    values: list[list[np.ndarray]]
 
     def merge(self, other: "FitStatistics") -> "FitStatistics":
         counts = [pl.concat([a, b]).group_by("value").agg(pl.col("count").sum())
                   for a, b in zip(self.counts, other.counts)]
         moments = {name: _merge_moments(self.moments[name], other.moments[name]) for name in self.moments}
-        return FitStatistics(counts, moments, [np.concatenate([a, b]) for a, b in zip(self.values, other.values)])
+        return FitStatistics(counts, moments, [a + b for a, b in zip(self.values, other.values)])
 
 
 def fit_statistics(frame: pl.DataFrame, train: pl.Series, sparse: list[SparseFeatureConfig],
@@ -240,7 +241,7 @@ def fit_statistics(frame: pl.DataFrame, train: pl.Series, sparse: list[SparseFea
         counts=results[: len(sparse)],
         moments={f.name: (int(row[f"{f.name}:n"]), row[f"{f.name}:mean"], row[f"{f.name}:m2"])
                  for f in moment_features},
-        values=[r.to_series().to_numpy() for r in results[len(sparse) + 1:]],
+        values=[[r.to_series().to_numpy()] for r in results[len(sparse) + 1:]],
     )
 
 
@@ -257,7 +258,7 @@ def encoder_from_fit(fit: FitStatistics, sparse: list[SparseFeatureConfig], dens
         stats[f.name] = DenseStats(f.transform, float(mean) if n and mean is not None else 0.0,
                                    float(std) if std is not None and std > 0 else 1.0)
     for f, values in zip([f for f in dense if f.transform == "bucketize"], fit.values):
-        stats[f.name] = DenseStats(f.transform, edges=_quantile_edges(values, f))
+        stats[f.name] = DenseStats(f.transform, edges=_quantile_edges(np.concatenate(values), f))
     return Encoder(list(sparse), list(dense), vocabularies, stats)
 
 
