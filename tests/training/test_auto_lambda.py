@@ -42,23 +42,33 @@ class Rows:
 
 
 class Regression(Trainable):
+    """MSE per output column; the tasks are named a, b, c, ... in column order."""
+
     def forward(self, batch) -> TaskOutputs:
         pred = self.module(batch.x)
-        return TaskOutputs({t: ((pred[:, i] - batch.y[:, i]) ** 2).mean() for i, t in enumerate("ab")},
+        tasks = "abcd"[:pred.shape[1]]
+        return TaskOutputs({t: ((pred[:, i] - batch.y[:, i]) ** 2).mean() for i, t in enumerate(tasks)},
                            None, None, batch.batch_size)
 
 
-def test_the_meta_step_matches_the_official_auto_lambda():
+def regression_problem(tasks: int, stage: str, **hparams):
+    """The golden problems' float64 model ``Linear(3, 4), Tanh, Linear(4, tasks)`` seeded 0, six
+    batches of ``randn(8, 3)`` / ``randn(8, tasks)`` from a generator seeded 1, and the stage built
+    in float64 (its buffers too)."""
     with torch.random.fork_rng():
         torch.set_default_dtype(torch.float64)
         try:
             torch.manual_seed(0)
-            model = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2))
+            model = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, tasks))
             g = torch.Generator().manual_seed(1)
-            batches = [Rows(torch.randn(8, 3, generator=g), torch.randn(8, 2, generator=g)) for _ in range(6)]
-            stage = build_stage("auto_lambda", ["a", "b"], meta_lr=1e-3, alpha=0.1, primary=["a"])  # λ₀ in float64
+            batches = [Rows(torch.randn(8, 3, generator=g), torch.randn(8, tasks, generator=g)) for _ in range(6)]
+            return model, batches, build_stage(stage, list("abcd"[:tasks]), **hparams)
         finally:
             torch.set_default_dtype(torch.float32)
+
+
+def test_the_meta_step_matches_the_official_auto_lambda():
+    model, batches, stage = regression_problem(2, "auto_lambda", meta_lr=1e-3, alpha=0.1, primary=["a"])
     rule = MetaStep(Regression(model), stage)
     sgd = torch.optim.SGD(model.parameters(), lr=0.1)
     for step, (hyper, weights) in enumerate(GOLDEN):

@@ -17,15 +17,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch import nn
 
 from mainjob import read_json, run_cli, train_args
 from recsys_hmtl.priority import build_stage
-from recsys_hmtl.training.adapter import Trainable
 from recsys_hmtl.training.bilevel import PairedBatch
 from recsys_hmtl.training.meta_step import MetaStep
-from recsys_hmtl.training.outputs import TaskOutputs
-from test_auto_lambda import Rows
+from test_auto_lambda import Regression, regression_problem
 
 # step -> (MGDA weights s, a after the meta Adam step); the reference run with Model_h in float64
 GOLDEN = [
@@ -41,25 +38,9 @@ FIRST_G = [[-0.011039282010713098, 0.006445912967750886, 0.004593369042962212],
 FIRST_WEIGHTS_AFTER = [0.5512962498846317, 0.22337457097435193, -0.03291956236067567]
 
 
-class ThreeTasks(Trainable):
-    def forward(self, batch) -> TaskOutputs:
-        pred = self.module(batch.x)
-        return TaskOutputs({t: ((pred[:, i] - batch.y[:, i]) ** 2).mean() for i, t in enumerate("abc")},
-                           None, None, batch.batch_size)
-
-
 def test_the_meta_step_matches_the_official_moml():
-    with torch.random.fork_rng():
-        torch.set_default_dtype(torch.float64)
-        try:
-            torch.manual_seed(0)
-            model = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 3))
-            g = torch.Generator().manual_seed(1)
-            batches = [Rows(torch.randn(8, 3, generator=g), torch.randn(8, 3, generator=g)) for _ in range(6)]
-            stage = build_stage("moml", ["a", "b", "c"], meta_lr=1e-2, alpha=0.1)
-        finally:
-            torch.set_default_dtype(torch.float32)
-    rule = MetaStep(ThreeTasks(model), stage)
+    model, batches, stage = regression_problem(3, "moml", meta_lr=1e-2, alpha=0.1)
+    rule = MetaStep(Regression(model), stage)
     seen = []
     update = stage.meta_update
     stage.meta_update = lambda h: (seen.append((h.clone(), stage.weights().double())), update(h))
