@@ -1,4 +1,5 @@
-"""Lightning callbacks of the main job: periodic atomic checkpoints and Prometheus metrics."""
+"""Lightning callbacks of the main job: periodic atomic checkpoints, graceful stops, the heap kept
+between steps, and Prometheus metrics."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import time
 import pytorch_lightning as pl
 
 from .checkpoint import CheckpointStore
+from .heap import release_freed_memory, retain_freed_memory
 from .module import MultiTaskTraining
 
 log = logging.getLogger(__name__)
@@ -80,6 +82,18 @@ class GracefulStop(pl.Callback):
         for signum, handler in self._previous.items():
             signal.signal(signum, handler)
         self._previous.clear()
+
+
+class RetainFreedMemory(pl.Callback):
+    """While the fit runs, the steps' freed temporaries stay in the heap for the next step instead of
+    going back to the system and page-faulting again (:mod:`~recsys_hmtl.training.heap`); at its end
+    the heap's free memory goes back to the system."""
+
+    def on_train_start(self, trainer, module) -> None:
+        retain_freed_memory()
+
+    def teardown(self, trainer, module, stage: str) -> None:
+        release_freed_memory()
 
 
 class PrometheusMetrics(pl.Callback):
