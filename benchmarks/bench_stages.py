@@ -4,7 +4,9 @@ The model is built here in plain torch (it must not depend on recsys_hmtl.models
 features through ``nn.EmbeddingBag`` (16-d) plus 16 dense features, 8 experts [128, 64] computed
 as one batched matmul, 8 softmax gates, 8 towers [32] -> 1, BCE losses; batch 4096. A step is
 forward + ``stage.backward`` + SGD step. Gradient stages run in rep-grad mode (``shared`` = the
-expert outputs [B, 8, 64]) and in parameter mode (``shared`` = the expert weights). All stages are
+expert outputs [B, 8, 64]) and in parameter mode (``shared`` = the expert weights); the stages that
+learn their weights from a held-out batch (Auto-Lambda, MOML) take the training job's meta step
+(``MetaStep``, on a second batch) before it, as in bilevel mode. All stages are
 timed side by side: each repetition runs every variant once in a fresh random order, and the
 median over repetitions is reported.
 Targets (issue 4): O(1) stages <= 1.05x sum; gradient stages in rep-grad mode <= 1.5x sum and
@@ -20,6 +22,10 @@ import torch
 from torch import Tensor, nn
 
 from recsys_hmtl.priority import available_stages, build_stage
+from recsys_hmtl.training.adapter import Trainable
+from recsys_hmtl.training.bilevel import PairedBatch
+from recsys_hmtl.training.meta_step import MetaStep
+from recsys_hmtl.training.outputs import TaskOutputs
 
 NUM_TASKS = 8
 NUM_EXPERTS = 8
@@ -64,13 +70,31 @@ class BenchMMoE(nn.Module):
         return torch.bmm(hidden, self.t2).squeeze(-1).T, rep
 
 
+class BenchTrainable(Trainable):
+    """The model as the training job sees it (for the meta step): a batch (ids, dense, labels) →
+    per-task BCE losses and the expert outputs."""
+
+    def __init__(self, model: BenchMMoE, tasks: list[str]) -> None:
+        super().__init__(model)
+        self.tasks = tasks
+
+    def forward(self, batch: tuple[Tensor, Tensor, Tensor]) -> TaskOutputs:
+        ids, dense, labels = batch
+        logits, rep = self.module(ids, dense)
+        per_task = nn.functional.binary_cross_entropy_with_logits(logits, labels, reduction="none").mean(0)
+        return TaskOutputs(losses=dict(zip(self.tasks, per_task)), shared=rep, extra=None, batch_size=len(ids))
+
+
 def _variants() -> list[tuple[str, str]]:
     """(stage, mode) pairs: scalarising stages once, gradient stages in each mode they support
-    (``grad_modes``: moco and db_mtl combine parameter gradients only)."""
+    (``grad_modes``: moco and db_mtl combine parameter gradients only), meta-learned ones with
+    their meta step."""
     out = []
     for name in available_stages():
         stage = build_stage(name, tasks=[f"t{i}" for i in range(NUM_TASKS)])
-        if stage.needs_task_grads:
+        if stage.needs_meta_batch:
+            out.append((name, "meta"))
+        elif stage.needs_task_grads:
             out += [(name, mode) for mode, key in (("rep", "rep"), ("param", "params")) if key in stage.grad_modes]
         else:
             out.append((name, "-"))
@@ -83,11 +107,12 @@ def main(quick: bool = False) -> None:
     batch, reps = (1024, 5) if quick else (4096, 15)
     tasks = [f"t{i}" for i in range(NUM_TASKS)]
     model = BenchMMoE()
-    ids = torch.randint(0, VOCAB, (batch, SPARSE))
-    dense = torch.randn(batch, DENSE)
-    labels = (torch.rand(batch, NUM_TASKS) < 0.3).float()
+    trainable = BenchTrainable(model, tasks)
+    train_batch, held_out = [(torch.randint(0, VOCAB, (batch, SPARSE)), torch.randn(batch, DENSE),
+                              (torch.rand(batch, NUM_TASKS) < 0.3).float()) for _ in range(2)]
     variants = _variants()
     stages = {v: build_stage(v[0], tasks=tasks) for v in variants}
+    meta_steps = {v: MetaStep(trainable, stages[v]) for v in variants if v[1] == "meta"}
     optimizers = {
         v: torch.optim.SGD(list(model.parameters()) + list(s.parameters()), lr=1e-3)
         for v, s in stages.items()
@@ -97,12 +122,14 @@ def main(quick: bool = False) -> None:
         stage, optimizer = stages[variant], optimizers[variant]
         start = time.perf_counter()
         optimizer.zero_grad(set_to_none=True)
-        logits, rep = model(ids, dense)
-        bce = nn.functional.binary_cross_entropy_with_logits(logits, labels, reduction="none")
-        per_task = bce.mean(0)
-        losses = dict(zip(tasks, per_task))
-        shared = rep if variant[1] == "rep" else model.expert_parameters()
-        stage.backward(losses, shared=shared)
+        if variant in meta_steps:
+            rule = meta_steps[variant]
+            out = rule.forward(PairedBatch(train_batch, held_out))
+            rule.backward(out, out.losses, None)
+        else:
+            out = trainable.forward(train_batch)
+            shared = out.shared if variant[1] == "rep" else model.expert_parameters()
+            stage.backward(out.losses, shared=shared)
         optimizer.step()
         return time.perf_counter() - start
 

@@ -21,16 +21,22 @@ from pathlib import Path
 
 import torch
 
+from recsys_hmtl.adapters.toy.config import TASKS
+from recsys_hmtl.adapters.toy.data import ToyBatch
+from recsys_hmtl.adapters.toy.model import ToyModel
 from recsys_hmtl.adapters.toy.problem import (
     FRONT_X2,
+    PUBLISHED_SIGN,
     PUBLISHED_STARTS,
     SEED_STARTS,
     pareto_front,
     toy_losses,
 )
 from recsys_hmtl.priority import available_stages, build_stage
+from recsys_hmtl.training.adapter import Trainable
+from recsys_hmtl.training.bilevel import PairedBatch
+from recsys_hmtl.training.meta_step import MetaStep
 
-TASKS = ("l1", "l2")
 LR = 1e-3
 STAGE_LR = 0.025
 DEFAULT_PLOT = Path(__file__).resolve().parent / "out" / "toy_trajectories.png"
@@ -61,13 +67,17 @@ class Run:
 
 
 def run_one(method: str, starts: str, start: tuple[float, float], steps: int, stride: int) -> Run:
-    """Train x from ``start`` with stage ``method``; a stage that rejects the toy records why."""
+    """Train x from ``start`` with stage ``method``; a stage that rejects the toy records why.
+    Stages that learn their weights from a held-out batch (Auto-Lambda, MOML) take the training
+    job's meta step first; the toy's held-out "batch" gives the same losses as its training one."""
     torch.set_num_threads(1)
     run = Run(method, starts, start)
-    x = torch.tensor(start, dtype=torch.float32, requires_grad=True)
+    model = ToyModel(start, PUBLISHED_SIGN)
+    x = model.x
     name, hparams, shift = VARIANTS.get(method, (method, HPARAMS.get(method, {}), (0.0, 0.0)))
     try:
         stage = build_stage(name, tasks=TASKS, **hparams)
+        meta = MetaStep(Trainable(model), stage) if stage.needs_meta_batch else None
         groups = [{"params": [x], "lr": LR}]
         if list(stage.parameters()):
             stage_lr = STAGE_LRS.get(name, STAGE_LR)
@@ -75,11 +85,18 @@ def run_one(method: str, starts: str, start: tuple[float, float], steps: int, st
         optimizer = torch.optim.Adam(groups)
         for step in range(steps):
             optimizer.zero_grad()
-            losses = toy_losses(x)
+            if meta is not None:
+                out = meta.forward(PairedBatch(ToyBatch(), ToyBatch()))
+                losses = torch.stack(list(out.losses.values()))
+            else:
+                losses = toy_losses(x)
             if step % stride == 0:
                 run.path.append(tuple(losses.detach().tolist()))
-            seen = losses - torch.tensor(shift)
-            stage.backward(dict(zip(TASKS, seen)), shared=[x])
+            if meta is not None:
+                meta.backward(out, out.losses, None)
+            else:
+                seen = losses - torch.tensor(shift)
+                stage.backward(dict(zip(TASKS, seen)), shared=[x])
             optimizer.step()
             if (step + 1) % EPOCH == 0:
                 stage.end_epoch()
