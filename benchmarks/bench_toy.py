@@ -37,6 +37,7 @@ from recsys_hmtl.training.adapter import Trainable
 from recsys_hmtl.training.bilevel import PairedBatch
 from recsys_hmtl.training.meta_step import MetaStep
 
+LONG = True  # about 30 min on 2 cores: `python -m benchmarks toy` runs it, `make bench` does not
 LR = 1e-3
 STAGE_LR = 0.025
 DEFAULT_PLOT = Path(__file__).resolve().parent / "out" / "toy_trajectories.png"
