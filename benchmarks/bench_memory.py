@@ -2,7 +2,9 @@
 
 Two demo data sets of 2M and 16M rows (``--quick``: 250k and 2M) with the same 1,000 users and
 100,000 videos (``demo-data --users --videos``), the default demo config (MMoE, 8 tasks, side tables),
-batch 4096. For each size, each a separate process whose peak RSS is read from ``wait4``:
+batch 4096. For each size, each a separate process whose peak RSS is read from ``wait4`` (by a small
+launcher process: Linux starts a child's ``ru_maxrss`` at its parent's RSS when it forks, and this
+process holds gigabytes after the other benchmarks of ``python -m benchmarks``):
 - ``prepare memory`` / ``prepare blocks``: ``recsys-hmtl validate`` on an empty cache (load, split,
   encode, write the cache) with ``data.reader`` memory (all rows at once) and blocks (chunk by chunk);
 - ``train memory`` / ``train blocks``: a 50-step ``recsys-hmtl train`` on the cache (a hit), every
@@ -27,15 +29,20 @@ TARGET = 1.3
 USERS, VIDEOS = 1_000, 100_000
 
 
+# Runs argv[1:] with its stdout discarded, prints its ru_maxrss (KiB), exits with its exit code.
+LAUNCHER = ("import os, subprocess, sys; p = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL); "
+            "_, status, usage = os.wait4(p.pid, 0); print(usage.ru_maxrss); "
+            "sys.exit(os.waitstatus_to_exitcode(status))")
+
+
 def peak_rss_mib(*args: str) -> float:
-    """Run the CLI; its peak RSS in MiB (``ru_maxrss`` of the child from ``wait4``)."""
+    """Run the CLI; its peak RSS in MiB (``ru_maxrss`` of the child, from ``wait4`` in the launcher)."""
     env = {**os.environ, "RECSYS_HMTL_PROGRESS": "0"}
-    proc = subprocess.Popen([sys.executable, "-m", "recsys_hmtl.cli", *args], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise RuntimeError(f"recsys-hmtl {' '.join(args)} failed:\n{proc.stderr.read().decode()[-2000:]}")
-    return usage.ru_maxrss / 1024
+    done = subprocess.run([sys.executable, "-c", LAUNCHER, sys.executable, "-m", "recsys_hmtl.cli", *args],
+                          env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"recsys-hmtl {' '.join(args)} failed:\n{done.stderr[-2000:]}")
+    return int(done.stdout.split()[-1]) / 1024
 
 
 def measure(tmp: Path, rows: int) -> dict[str, float]:

@@ -9,6 +9,10 @@ bottom [128, 64], towers [32]. ``samples_per_second`` is each run's ``run_summar
 gradient from one backward at the task split, the combined direction through the trunk once.
 Run it on a quiet machine: the ratios are side by side in one run, but a busy neighbour makes
 OpenMP spin.
+
+By default (``make bench``) on MMoE only, every gradient stage: each run is a whole CLI process
+(~15 s on 2 cores, most of it imports and set-up), and the four backbones' 88 runs take 22 minutes,
+more than ``make bench`` may. ``python -m benchmarks.bench_train_stages --models all`` runs them all.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ MODELS = {
 COMMON = ["model.embedding_dim=16", "model.tower_dims=[32]", "trainer.batch_size=4096",
           "trainer.ckpt_every=0", "trainer.max_epochs=1"]
 TARGET = 0.75
+DEFAULT_MODELS = ("mmoe",)
 
 
 def stage_settings(stage: str) -> list[str]:
@@ -55,11 +60,12 @@ def train(cli: list[str], env: dict, data: str, out: Path, model: str, stage: st
 
 
 def main(quick: bool = False, stages: tuple[str, ...] | None = None, models: tuple[str, ...] | None = None) -> None:
-    """``stages`` / ``models``: a subset (``--stages a,b --models mmoe``); default every gradient stage
-    on every backbone."""
+    """``stages`` / ``models``: a subset (``--stages a,b --models mmoe``, ``--models all``); default every
+    gradient stage on :data:`DEFAULT_MODELS`."""
     rows, steps = (60_000, 5) if quick else (300_000, 20)
     stages = stages or (GRADIENT_STAGES[:2] if quick else GRADIENT_STAGES)
-    unknown = [s for s in stages if s not in GRADIENT_STAGES] + [m for m in models or () if m not in MODELS]
+    models = tuple(MODELS) if models == ("all",) else models or DEFAULT_MODELS
+    unknown = [s for s in stages if s not in GRADIENT_STAGES] + [m for m in models if m not in MODELS]
     if unknown:
         raise SystemExit(f"not a gradient stage or a benchmarked model: {unknown}")
     env = {**os.environ, "RECSYS_HMTL_PROGRESS": "0"}
@@ -71,7 +77,7 @@ def main(quick: bool = False, stages: tuple[str, ...] | None = None, models: tup
     with tempfile.TemporaryDirectory(prefix="bench_train_stages_") as tmp:
         subprocess.run([*cli, "demo-data", "--out", tmp, "--rows", str(rows)], check=True, env=env,
                        capture_output=True)
-        for model in models or MODELS:
+        for model in models:
             base = None
             for stage in ("sum", *stages):
                 summary = train(cli, env, tmp, Path(tmp) / f"{model}_{stage}", model, stage, steps)
