@@ -137,7 +137,8 @@ def _train(plan: RunPlan, run_dir: Path, resume: bool, rank: int, world: int) ->
     try:
         if len(batches):
             fit_started = time.perf_counter()
-            callbacks = [checkpoints, GracefulStop(), RetainFreedMemory()] + ([PrometheusMetrics(metrics)] if metrics else [])
+            callbacks = [checkpoints, GracefulStop(), RetainFreedMemory()]
+            callbacks += [PrometheusMetrics(metrics)] if metrics else []
             kept = None if latest is None else module.counters.steps  # the log's rows up to the checkpoint
             _trainer(cfg, run_dir, rank, callbacks, kept).fit(module, train_dataloaders=batches)
             fit_seconds = time.perf_counter() - fit_started - checkpoints.seconds
