@@ -237,6 +237,10 @@ def test_export_and_predict_refuse_bad_input_without_leaving_output(trained, dem
     assert "not an export folder" in predict_fails(rows, source=("--model", tmp_path / "mine"))
     assert "no checkpoint" in predict_fails(rows, source=("--run", bare))
     assert "--batch-size" in predict_fails(rows, "--batch-size", 0)
+    rows.with_columns(pl.lit(None, pl.Int64).alias("user_id")).write_csv(tmp_path / "in.csv")
+    nested = tmp_path / "new" / "deeper" / "scores.parquet"  # folders a failed predict made are removed
+    assert "missing id" in fails("predict", "--model", export, "--input", tmp_path / "in.csv", "--out", nested)
+    assert not (tmp_path / "new").exists()
 
 
 def test_onnx_export_scores_like_evaluate(trained, tmp_path):

@@ -18,6 +18,7 @@ replaced only by a complete one.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import sys
@@ -107,10 +108,11 @@ def predict(*, input: str | Path, out: str | Path, run: str | Path | None = None
         raise InputError(f"a kept column is named like a score column ({clash[0]})", column=clash[0], key="--keep")
     score_columns = [f"{SCORE_PREFIX}{task}" for task in scorer.tasks]
 
+    made = [folder for folder in (out.parent, *out.parent.parents) if not folder.exists()]  # deepest first
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
-    total = 0
+    total, written = 0, False
     try:
         parts = []
         bar = tqdm(total=rows.row_count(), unit="rows", unit_scale=True, desc="predict", file=sys.stderr,
@@ -126,7 +128,11 @@ def predict(*, input: str | Path, out: str | Path, run: str | Path | None = None
         assembled = tmp / "scores.parquet"
         pl.scan_parquet(parts).sink_parquet(assembled)
         os.replace(assembled, out)
+        written = True
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+        for folder in made if not written else ():  # a failed run leaves no folders it made
+            with contextlib.suppress(OSError):
+                folder.rmdir()
     return {"rows": total, "out": str(out), "input": str(input), "scored_with": scorer.source,
             "columns": [*rows.id_columns, *score_columns], "seconds": round(time.perf_counter() - started, 3)}
