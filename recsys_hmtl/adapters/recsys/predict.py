@@ -131,8 +131,9 @@ def predict(*, input: str | Path, out: str | Path, run: str | Path | None = None
         written = True
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-        for folder in made if not written else ():  # a failed run leaves no folders it made
-            with contextlib.suppress(OSError):
-                folder.rmdir()
+        if not written:  # a failed run leaves none of the folders it made
+            for folder in made:
+                with contextlib.suppress(OSError):
+                    folder.rmdir()
     return {"rows": total, "out": str(out), "input": str(input), "scored_with": scorer.source,
             "columns": [*rows.id_columns, *score_columns], "seconds": round(time.perf_counter() - started, 3)}
