@@ -12,8 +12,8 @@ The output Parquet file has the data set's id columns (``data.user_column`` and 
 id, e.g. KuaiRand's ``user_id``, ``video_id``: the values as the input holds them, for joining),
 any ``--keep`` columns, then ``p_<task>`` (Float32, probability) per task in priority order, one
 row per input row in input order. It is written as parts in a temporary folder beside it and
-assembled and renamed into place at the end: an error leaves no output, and an existing file is
-replaced only by a complete one.
+assembled and renamed into place at the end: an error leaves no output (nor the folders it made
+for it), and an existing file is replaced only by a complete one.
 """
 
 from __future__ import annotations
