@@ -66,6 +66,7 @@ from ...data.presets import get_preset
 from ...data.spec import FeatureSpec
 from ...errors import InputError
 from ...models import FeatureEmbedding, MultiTaskModel
+from .staging import staging_folder
 from .trained import TrainedRun, load_trained_run
 
 FORMAT = "recsys-hmtl-export"
@@ -388,10 +389,8 @@ def export_run(run_dir: str | Path, out: str | Path, *, onnx: bool = False) -> d
              "max_abs_difference": worst, "tolerance": CHECK_TOLERANCE}
     meta = metadata(trained, encoder, check)
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    try:
-        (tmp / VOCABULARY_DIR).mkdir(parents=True)
+    with staging_folder(out) as tmp:
+        (tmp / VOCABULARY_DIR).mkdir()
         torch.jit.save(program, str(tmp / PROGRAM_FILE))
         if onnx:
             meta["program"]["onnx"] = write_onnx(trained.model, plain_inputs(batches[0]), tmp / ONNX_FILE, batches)
@@ -399,8 +398,6 @@ def export_run(run_dir: str | Path, out: str | Path, *, onnx: bool = False) -> d
             vocabulary_frame(vocabulary).write_parquet(tmp / _file_name(name))
         (tmp / METADATA_FILE).write_text(json.dumps(meta, indent=2, default=str) + "\n")
         _replace(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return meta
 
 

@@ -18,12 +18,9 @@ for it), and an existing file is replaced only by a complete one.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import shutil
 import sys
 import time
-import uuid
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -41,6 +38,7 @@ from ...data.spec import FeatureSpec
 from ...errors import InputError
 from .export import plain_inputs, read_export, tower_probabilities
 from .raw_rows import RawRows
+from .staging import staging_folder
 from .trained import load_trained_run
 
 DEFAULT_BATCH_SIZE = 65536
@@ -108,12 +106,8 @@ def predict(*, input: str | Path, out: str | Path, run: str | Path | None = None
         raise InputError(f"a kept column is named like a score column ({clash[0]})", column=clash[0], key="--keep")
     score_columns = [f"{SCORE_PREFIX}{task}" for task in scorer.tasks]
 
-    made = [folder for folder in (out.parent, *out.parent.parents) if not folder.exists()]  # deepest first
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
-    total, written = 0, False
-    try:
+    total = 0
+    with staging_folder(out) as tmp:
         parts = []
         bar = tqdm(total=rows.row_count(), unit="rows", unit_scale=True, desc="predict", file=sys.stderr,
                    disable=not progress_enabled(), dynamic_ncols=True)
@@ -128,12 +122,5 @@ def predict(*, input: str | Path, out: str | Path, run: str | Path | None = None
         assembled = tmp / "scores.parquet"
         pl.scan_parquet(parts).sink_parquet(assembled)
         os.replace(assembled, out)
-        written = True
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if not written:  # a failed run leaves none of the folders it made
-            for folder in made:
-                with contextlib.suppress(OSError):
-                    folder.rmdir()
     return {"rows": total, "out": str(out), "input": str(input), "scored_with": scorer.source,
             "columns": [*rows.id_columns, *score_columns], "seconds": round(time.perf_counter() - started, 3)}
